@@ -1,0 +1,37 @@
+"""Benchmarks: ``python -m launch.benchmark <part>``; the last line printed is one JSON object.
+
+Each part lives in ``launch/benchmarks/<part>.py`` and exposes ``run(quick: bool) -> dict``.
+"""
+import importlib
+import json
+import os
+import sys
+
+from absl import app
+from absl import flags
+
+PARTS = ("envs", "data", "predictor", "distance", "planner")
+flags.DEFINE_bool("quick", False, "Smaller sizes (for a smoke check, not for quoting).")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    if len(argv) != 2 or argv[1] not in PARTS:
+        raise app.UsageError(f"usage: python -m launch.benchmark <part>, part one of {PARTS}; "
+                             f"got {argv[1:]}")
+    part = argv[1]
+    try:
+        module = importlib.import_module(f"launch.benchmarks.{part}")
+    except ModuleNotFoundError as e:
+        if e.name == f"launch.benchmarks.{part}":
+            raise app.UsageError(f"benchmark part {part!r} is not implemented yet") from e
+        raise
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    result = module.run(quick=FLAGS.quick)
+    result = {"part": part, **result}
+    sys.stdout.flush()
+    print(json.dumps(result, sort_keys=True))
+
+
+if __name__ == "__main__":
+    app.run(main)

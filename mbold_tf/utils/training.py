@@ -1,0 +1,140 @@
+"""A small, shared training loop: resumable checkpoints, TensorBoard scalars, progress, NaN guard.
+
+Both the video predictor and the distance agent train through :class:`TrainingLoop`, so that every
+long job behaves the same way: it resumes from the latest checkpoint in ``root_dir``, logs steps/s
+and an ETA, writes scalar summaries, refuses to save non-finite weights, and saves a checkpoint
+when it is interrupted (Ctrl-C or SIGTERM), so nothing is lost when a run is killed.
+"""
+from __future__ import annotations
+
+import math
+import os
+import signal
+import time
+from typing import Callable, Dict, Mapping, Optional
+
+from absl import logging
+import tensorflow as tf
+
+
+class NonFiniteLossError(RuntimeError):
+    """Raised when a training step returns a NaN or infinite scalar; weights are not saved."""
+
+
+class TrainingLoop:
+    """Runs ``train_step`` until ``total_steps`` with checkpointing, summaries and progress.
+
+    Args:
+      root_dir: run directory; checkpoints go to ``root_dir/ckpt``, summaries to ``root_dir/train``.
+      trackables: objects to checkpoint (models, optimizers, agents, ...), by name.
+      step: an int64 ``tf.Variable`` step counter, checkpointed with the rest. ``train_step`` must
+        not increment it; the loop does.
+      total_steps: the loop stops when ``step`` reaches this value.
+      checkpoint_every / summary_every / log_every: periods in steps.
+      max_to_keep: checkpoints kept by the ``tf.train.CheckpointManager``.
+    """
+
+    def __init__(self, root_dir: str, trackables: Mapping[str, tf.Module], step: tf.Variable,
+                 total_steps: int, checkpoint_every: int = 1000, summary_every: int = 100,
+                 log_every: int = 100, max_to_keep: int = 3):
+        self.root_dir = root_dir
+        self.step = step
+        self.total_steps = int(total_steps)
+        self.checkpoint_every = max(1, int(checkpoint_every))
+        self.summary_every = max(1, int(summary_every))
+        self.log_every = max(1, int(log_every))
+        self.checkpoint = tf.train.Checkpoint(step=step, **dict(trackables))
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, os.path.join(root_dir, "ckpt"), max_to_keep=max_to_keep)
+        self.writer = tf.summary.create_file_writer(os.path.join(root_dir, "train"))
+
+    def restore(self) -> Optional[str]:
+        """Restores the latest checkpoint if there is one; returns its path (or None)."""
+        latest = self.manager.latest_checkpoint
+        if latest:
+            self.checkpoint.restore(latest).expect_partial()
+            logging.info("Resumed from %s at step %d", latest, int(self.step.numpy()))
+        return latest
+
+    def save(self) -> str:
+        """Writes a checkpoint at the current step and returns its path."""
+        path = self.manager.save(checkpoint_number=int(self.step.numpy()))
+        logging.info("Saved checkpoint %s", path)
+        return path
+
+    def run(self, train_step: Callable[[], Mapping[str, tf.Tensor]],
+            summary_fn: Optional[Callable[[int], None]] = None,
+            summary_fn_every: int = 0) -> Dict[str, float]:
+        """Runs ``train_step()`` (returns a dict of scalar tensors) until ``total_steps``.
+
+        ``summary_fn(step)``, if given, is called every ``summary_fn_every`` steps inside the
+        summary writer (for images/videos). Returns the last step's scalars as floats.
+        Raises NonFiniteLossError if a scalar is not finite: the message names the step and the
+        last good checkpoint, and nothing is saved.
+        """
+        self.restore()
+        start_step = int(self.step.numpy())
+        t0 = time.time()
+        last: Dict[str, float] = {}
+        previous_handler = _install_sigterm_handler()
+        try:
+            with self.writer.as_default():
+                while int(self.step.numpy()) < self.total_steps:
+                    outputs = train_step()
+                    self.step.assign_add(1)
+                    step = int(self.step.numpy())
+                    if step % self.summary_every == 0 or step % self.log_every == 0 or \
+                            step == self.total_steps:
+                        last = {k: float(v) for k, v in outputs.items()}
+                        bad = {k: v for k, v in last.items() if not math.isfinite(v)}
+                        if bad:
+                            raise NonFiniteLossError(
+                                f"Non-finite training scalars {bad} at step {step}; weights were "
+                                f"not saved. Last good checkpoint: "
+                                f"{self.manager.latest_checkpoint or 'none'}. Lower the learning "
+                                f"rate or check the input data, then rerun to resume from it.")
+                    if step % self.summary_every == 0:
+                        for k, v in last.items():
+                            tf.summary.scalar(k, v, step=step)
+                    if summary_fn is not None and summary_fn_every and \
+                            step % summary_fn_every == 0:
+                        summary_fn(step)
+                    if step % self.log_every == 0 or step == self.total_steps:
+                        rate = (step - start_step) / max(time.time() - t0, 1e-9)
+                        eta = (self.total_steps - step) / max(rate, 1e-9)
+                        logging.info("step %d/%d  %.2f steps/s  ETA %s  %s", step,
+                                     self.total_steps, rate, _fmt_seconds(eta),
+                                     "  ".join(f"{k}={v:.4g}" for k, v in last.items()))
+                    if step % self.checkpoint_every == 0:
+                        self.save()
+            self.writer.flush()
+            if int(self.step.numpy()) > start_step or not self.manager.latest_checkpoint:
+                self.save()
+        except KeyboardInterrupt:
+            logging.warning("Interrupted at step %d; saving a checkpoint before exiting.",
+                            int(self.step.numpy()))
+            self.save()
+            raise
+        finally:
+            if previous_handler is not None:
+                signal.signal(signal.SIGTERM, previous_handler)
+        return last
+
+
+def _sigterm_to_interrupt(signum, frame):
+    del signum, frame
+    raise KeyboardInterrupt("SIGTERM")
+
+
+def _install_sigterm_handler():
+    try:
+        return signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
+    except ValueError:  # not in the main thread: leave signals alone
+        return None
+
+
+def _fmt_seconds(seconds: float) -> str:
+    seconds = int(seconds)
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h:d}:{m:02d}:{s:02d}"
