@@ -82,13 +82,19 @@ def task_spec(name: str, restricted: bool = False) -> TaskSpec:
 
 
 _LIVE_PHYSICS: "weakref.WeakSet[TabletopPhysics]" = weakref.WeakSet()
+_ATEXIT_REGISTERED = False
 
 
-@atexit.register
 def _close_all_renderers():
-    """Closes GL contexts before interpreter teardown (else Mesa's EGL prints errors at exit)."""
+    """Closes GL contexts before interpreter teardown (else Mesa's EGL prints errors at exit).
+
+    Registered after the first renderer exists, so it runs before MuJoCo's own EGL teardown.
+    """
     for physics in list(_LIVE_PHYSICS):
-        physics.close_renderer()
+        try:
+            physics.close_renderer()
+        except Exception:  # pylint: disable=broad-except  # the display is already gone
+            physics._renderer = None
 
 
 class TabletopPhysics(dm_mujoco.Physics):
@@ -152,6 +158,10 @@ class TabletopPhysics(dm_mujoco.Physics):
                 r.scene.flags[flag] = 0
             self._renderer = r
             _LIVE_PHYSICS.add(self)
+            global _ATEXIT_REGISTERED
+            if not _ATEXIT_REGISTERED:
+                atexit.register(_close_all_renderers)
+                _ATEXIT_REGISTERED = True
         r.update_scene(self.data.ptr, camera="fixed")
         return r.render()
 

@@ -1,0 +1,176 @@
+"""``tf.data`` input pipelines for the video predictor, the distance agent and the baselines.
+
+All pipelines sample whole batches at once from :class:`~mbold_tf.data.rlds.EpisodeArrays`
+held in memory (uniform over valid start steps, i.e. shuffled by construction), with stateless
+random ops keyed on ``(seed, batch number)``: the same seed gives the same batches, and batches
+are built in parallel (``num_parallel_calls=AUTOTUNE``) and prefetched.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import gin
+import numpy as np
+import tensorflow as tf
+
+from mbold_tf.data.rlds import EpisodeArrays
+
+REWARD_SCHEMES = ("indicator", "ten_one")
+NEGATIVE_KEYS = ("state", "goal", "none")
+
+
+def _constants(arrays: EpisodeArrays):
+    """Tensors shared by the pipelines (created once, captured by the map functions)."""
+    return {"images": tf.constant(arrays.images), "actions": tf.constant(arrays.actions),
+            "step_time": tf.constant(arrays.step_time(), tf.int64),
+            "last": tf.constant((arrays.episode_start + arrays.episode_length - 1)[
+                arrays.step_episode()], tf.int64)}
+
+
+def _uniform_choice(seed, candidates: tf.Tensor, n: int) -> tf.Tensor:
+    idx = tf.random.stateless_uniform([n], seed, 0, tf.shape(candidates, out_type=tf.int64)[0],
+                                      dtype=tf.int64)
+    return tf.gather(candidates, idx)
+
+
+def _batches(make_batch, seed: int):
+    """Dataset.counter() -> make_batch(stateless seed pair), parallel and prefetched."""
+    ds = tf.data.Dataset.counter()
+    ds = ds.map(lambda i: make_batch(tf.stack([tf.constant(seed, tf.int64), i])),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+@gin.configurable
+def predictor_dataset(arrays: EpisodeArrays, batch_size: int = 16, context: int = 1,
+                      horizon: int = 13, seed: int = 0) -> tf.data.Dataset:
+    """Windows for the video predictor.
+
+    Elements: ``{'images': uint8 [B, C+h, 64, 64, 3], 'actions': float32 [B, h, A]}`` where
+    ``actions[:, i]`` moves ``images[:, C-1+i]`` to ``images[:, C+i]`` (C = context, h =
+    horizon): the context frames s_{t-C+1..t}, the actions a_{t:t+h} and the targets
+    s_{t+1..t+h}.
+    """
+    span = context + horizon  # observations per window
+    t = arrays.step_time()
+    room = np.repeat(arrays.episode_length, arrays.episode_length) - t  # steps left incl. t
+    starts = np.flatnonzero(room >= span)
+    if starts.size == 0:
+        raise ValueError(f"No episode has {span} steps (context {context} + horizon {horizon}); "
+                         f"longest is {int(arrays.episode_length.max())}.")
+    c = _constants(arrays)
+    starts_t = tf.constant(starts, tf.int64)
+    frame_offsets = tf.range(span, dtype=tf.int64)
+    action_offsets = tf.range(context - 1, context - 1 + horizon, dtype=tf.int64)
+
+    def make_batch(seed_pair):
+        s = _uniform_choice(seed_pair, starts_t, batch_size)[:, None]
+        return {"images": tf.gather(c["images"], s + frame_offsets),
+                "actions": tf.gather(c["actions"], s + action_offsets)}
+
+    return _batches(make_batch, seed)
+
+
+def rewards_for(reached: tf.Tensor, scheme: str):
+    """(reward, discount) float32 [B] for boolean ``reached`` [B] under a reward scheme.
+
+    'indicator' (§4): 1 at the goal, else 0. 'ten_one' (App. A.1): 10 at the goal, else 1.
+    The episode terminates at the goal (discount 0).
+    """
+    if scheme not in REWARD_SCHEMES:
+        raise ValueError(f"Unknown reward scheme {scheme!r}; choose one of {REWARD_SCHEMES}.")
+    reached = tf.cast(reached, tf.float32)
+    reward = reached if scheme == "indicator" else 1.0 + 9.0 * reached
+    return reward, 1.0 - reached
+
+
+def geometric_offsets(seed_pair, n: int, p: float) -> tf.Tensor:
+    """int64 [n]: Δ ~ Geom(p) on {1, 2, ...} (inverse-CDF sampling)."""
+    u = tf.random.stateless_uniform([n], seed_pair, minval=1e-7, maxval=1.0)
+    return 1 + tf.cast(tf.floor(tf.math.log(u) / tf.math.log(1.0 - p)), tf.int64)
+
+
+@gin.configurable
+def distance_dataset(arrays: EpisodeArrays, neighbor_table: Optional[np.ndarray] = None,
+                     batch_size: int = 64, p: float = 0.3, negative_fraction: float = 0.5,
+                     negatives_key: str = "state", reward_scheme: str = "indicator",
+                     seed: int = 0) -> tf.data.Dataset:
+    """Relabelled transitions for the distance agent (§4, App. A.1).
+
+    A fraction ``1 - negative_fraction`` of each batch uses hindsight goals s_{t+Δ} from the same
+    episode, Δ ~ Geom(p) (capped at the episode's last step); the rest uses hard negatives: a
+    step from *another* episode whose arm joints are among the k nearest (``neighbor_table``
+    [M, k] from :func:`mbold_tf.data.neighbors.neighbor_table`) of the state's
+    (``negatives_key='state'``, the paper) or of the hindsight goal's (``'goal'``, the authors'
+    code). ``'none'`` (or ``negative_fraction=0``) trains on hindsight goals only.
+
+    Elements (batched, B = batch_size): ``observation``, ``next_observation``, ``goal`` uint8
+    [B, 64, 64, 3]; ``action`` float32 [B, A]; ``reward``, ``discount`` float32 [B];
+    ``is_negative`` bool [B]; ``offset`` int64 [B] (Δ, 0 for negatives).
+    """
+    rewards_for(tf.constant([True]), reward_scheme)  # validates the scheme name early
+    if negatives_key not in NEGATIVE_KEYS:
+        raise ValueError(f"Unknown negatives_key {negatives_key!r}; choose one of "
+                         f"{NEGATIVE_KEYS}.")
+    if not 0.0 < p <= 1.0:
+        raise ValueError(f"Geometric parameter p={p} must be in (0, 1].")
+    n_neg = 0 if negatives_key == "none" else int(round(batch_size * negative_fraction))
+    if n_neg and neighbor_table is None:
+        raise ValueError("Hard negatives need a neighbor_table (mbold_tf.data.neighbors."
+                         "neighbor_table(arrays)); or set negatives_key='none'.")
+    n_pos = batch_size - n_neg
+    c = _constants(arrays)
+    t = arrays.step_time()
+    anchors = tf.constant(np.flatnonzero(t < np.repeat(arrays.episode_length,
+                                                       arrays.episode_length) - 1), tf.int64)
+    table = tf.constant(neighbor_table, tf.int64) if n_neg else None
+
+    def make_batch(seed_pair):
+        seeds = tf.random.experimental.stateless_split(seed_pair, 5)
+        i = _uniform_choice(seeds[0], anchors, batch_size)
+        delta = geometric_offsets(seeds[1], batch_size, p)
+        goal_idx = tf.minimum(i + delta, tf.gather(c["last"], i))
+        reached = tf.equal(goal_idx, i + 1)
+        is_neg = tf.range(batch_size) >= n_pos
+        if n_neg:
+            key = goal_idx if negatives_key == "goal" else i
+            col = tf.random.stateless_uniform([batch_size], seeds[2], 0, neighbor_table.shape[1],
+                                              dtype=tf.int64)
+            neg_idx = tf.gather_nd(table, tf.stack([key, col], axis=1))
+            goal_idx = tf.where(is_neg, neg_idx, goal_idx)
+            reached = tf.logical_and(reached, tf.logical_not(is_neg))
+        reward, discount = rewards_for(reached, reward_scheme)
+        return {"observation": tf.gather(c["images"], i),
+                "action": tf.gather(c["actions"], i),
+                "next_observation": tf.gather(c["images"], i + 1),
+                "goal": tf.gather(c["images"], goal_idx),
+                "reward": reward, "discount": discount, "is_negative": is_neg,
+                "offset": tf.where(is_neg, tf.zeros_like(goal_idx), goal_idx - i)}
+
+    return _batches(make_batch, seed)
+
+
+@gin.configurable
+def pairs_dataset(arrays: EpisodeArrays, batch_size: int = 32, seed: int = 0) -> tf.data.Dataset:
+    """State–goal pairs for temporal-distance regression, GCBC and the VAE (App. B.3, C.2).
+
+    t_i uniform over steps that have a successor, t_g uniform over (t_i, last step].
+    Elements: ``observation``, ``goal`` uint8 [B, 64, 64, 3]; ``action`` float32 [B, A] (the
+    action taken at t_i); ``offset`` int32 [B] = t_g − t_i ≥ 1.
+    """
+    c = _constants(arrays)
+    t = arrays.step_time()
+    anchors = tf.constant(np.flatnonzero(t < np.repeat(arrays.episode_length,
+                                                       arrays.episode_length) - 1), tf.int64)
+
+    def make_batch(seed_pair):
+        seeds = tf.random.experimental.stateless_split(seed_pair, 2)
+        i = _uniform_choice(seeds[0], anchors, batch_size)
+        room = tf.gather(c["last"], i) - i  # ≥ 1
+        u = tf.random.stateless_uniform([batch_size], seeds[1])
+        offset = 1 + tf.cast(tf.floor(u * tf.cast(room, tf.float32)), tf.int64)
+        offset = tf.minimum(offset, room)
+        return {"observation": tf.gather(c["images"], i), "goal": tf.gather(c["images"], i + offset),
+                "action": tf.gather(c["actions"], i), "offset": tf.cast(offset, tf.int32)}
+
+    return _batches(make_batch, seed)

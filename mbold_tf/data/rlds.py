@@ -1,0 +1,199 @@
+"""Read any RLDS/TFDS robot dataset into flat in-memory arrays through one function.
+
+``load_episodes(source, mapping)`` takes a registered TFDS name (``'mbold_tabletop/push1_small'``)
+or a prepared dataset directory (the folder holding ``dataset_info.json``) and a
+:class:`KeyMapping` saying which step keys are the image, the action and the proprioception, so a
+user's own RLDS dataset trains the same models::
+
+    from mbold_tf.data import rlds
+    arrays = rlds.load_episodes(
+        "~/tensorflow_datasets/my_robot/1.0.0",
+        mapping=rlds.KeyMapping(image="observation/wrist_rgb", action="action",
+                                proprio="observation/arm_joints"))
+
+Episodes are concatenated step-wise (RLDS convention: step t holds s_t and the action a_t taken
+from it); ``episode_start``/``episode_length`` delimit them, so episodes may differ in length.
+Images must already be 64×64×3 uint8.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Dict, Optional
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+IMAGE_SHAPE = (64, 64, 3)
+
+
+@dataclasses.dataclass(frozen=True)
+class KeyMapping:
+    """Step keys ('/'-separated paths into each RLDS step) of image, action and proprioception."""
+    image: str = "observation/image"
+    action: str = "action"
+    proprio: str = "observation/joint_pos"
+    privileged: Optional[str] = "privileged"  # optional, evaluation only; None to skip
+
+
+@dataclasses.dataclass
+class EpisodeArrays:
+    """Steps of many episodes, flattened.
+
+    Attributes:
+      images: uint8 [M, 64, 64, 3]; actions: float32 [M, A] (the action at each step; an
+      episode's last step carries a placeholder); proprio: float32 [M, P];
+      episode_start: int64 [N] index of each episode's first step; episode_length: int64 [N]
+      number of observations (steps) per episode; episode_ids: int64 [N];
+      privileged: dict of float32 [M, ...] arrays (evaluation only; may be empty).
+    """
+    images: np.ndarray
+    actions: np.ndarray
+    proprio: np.ndarray
+    episode_start: np.ndarray
+    episode_length: np.ndarray
+    episode_ids: np.ndarray
+    privileged: Dict[str, np.ndarray]
+
+    @property
+    def num_episodes(self) -> int:
+        return int(self.episode_start.shape[0])
+
+    @property
+    def num_steps(self) -> int:
+        return int(self.images.shape[0])
+
+    def step_episode(self) -> np.ndarray:
+        """int64 [M]: the episode index (0..N-1) of every step."""
+        return np.repeat(np.arange(self.num_episodes), self.episode_length)
+
+    def step_time(self) -> np.ndarray:
+        """int64 [M]: each step's time index within its episode."""
+        return np.arange(self.num_steps) - np.repeat(self.episode_start, self.episode_length)
+
+
+def _get(tree, path: str, what: str, available_from=None):
+    node = tree
+    for part in path.split("/"):
+        if not isinstance(node, dict) or part not in node:
+            keys = _paths(available_from if available_from is not None else tree)
+            raise KeyError(f"RLDS steps have no key {path!r} (mapped as {what}); available step "
+                           f"keys: {keys}. Fix the KeyMapping.")
+        node = node[part]
+    return node
+
+
+def _paths(tree, prefix="") -> list:
+    out = []
+    for k, v in tree.items():
+        p = f"{prefix}{k}"
+        out.extend(_paths(v, p + "/") if isinstance(v, dict) else [p])
+    return out
+
+
+def _builder(source: str, data_dir: Optional[str]):
+    path = os.path.expanduser(source)
+    if os.path.isdir(path):
+        if not os.path.exists(os.path.join(path, "dataset_info.json")):
+            raise FileNotFoundError(f"{path} is not a prepared TFDS dataset directory (no "
+                                    "dataset_info.json): point at the version folder, e.g. "
+                                    ".../my_dataset/1.0.0.")
+        return tfds.builder_from_directory(path)
+    if source.startswith("mbold_tabletop"):
+        import tfds_builders  # pylint: disable=g-import-not-at-top,unused-import  # registers
+    try:
+        builder = tfds.builder(source, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError as e:
+        raise FileNotFoundError(f"Unknown dataset {source!r}: give a registered TFDS name or a "
+                                f"prepared dataset directory.") from e
+    if not builder.is_prepared():
+        config = source.split("/")[1] if "/" in source else "push1_small"
+        raise FileNotFoundError(
+            f"Dataset {source!r} is not built under {builder.data_dir_root}. Build it with:\n"
+            f"  python -m launch.build_dataset --config={config}"
+            f"{f' --data_dir={data_dir}' if data_dir else ''}\n"
+            f"or: tfds build tfds_builders/mbold_tabletop --config={config}"
+            f"{f' --data_dir={data_dir}' if data_dir else ''}")
+    return builder
+
+
+def _check_image_spec(steps_spec, mapping: KeyMapping):
+    spec = _get(steps_spec, mapping.image, "image")
+    if tuple(spec.shape) != IMAGE_SHAPE or spec.dtype != tf.uint8:
+        raise ValueError(f"Image key {mapping.image!r} has shape {tuple(spec.shape)} and dtype "
+                         f"{spec.dtype.name}; mbold-tf needs {IMAGE_SHAPE} uint8. Resize the "
+                         f"dataset's images (or map another image key).")
+    _get(steps_spec, mapping.action, "action")
+    _get(steps_spec, mapping.proprio, "proprio")
+
+
+def _episode_to_numpy(episode, mapping: KeyMapping):
+    steps = episode["steps"]
+    dense = tf.data.experimental.get_single_element(steps.batch(1 << 20))
+    out = {"image": _get(dense, mapping.image, "image"),
+           "action": _get(dense, mapping.action, "action"),
+           "proprio": _get(dense, mapping.proprio, "proprio")}
+    if mapping.privileged and mapping.privileged in dense:
+        out["privileged"] = dense[mapping.privileged]
+    return out
+
+
+def load_episodes(source: str, split: str = "train", mapping: KeyMapping = KeyMapping(),
+                  data_dir: Optional[str] = None,
+                  max_episodes: Optional[int] = None) -> EpisodeArrays:
+    """Loads an RLDS dataset's split into :class:`EpisodeArrays`.
+
+    Args:
+      source: TFDS name (``'mbold_tabletop/push1_small'``) or a prepared dataset directory.
+      split: 'train', 'validation', 'test' or any TFDS split name.
+      mapping: which step keys hold image, action and proprioception.
+      data_dir: TFDS data dir for names (default ``~/tensorflow_datasets``).
+      max_episodes: read at most this many episodes.
+    Raises:
+      FileNotFoundError naming the build command for a missing dataset; KeyError naming a missing
+      mapped key; ValueError naming the image key and shape found; IOError naming a corrupt or
+      truncated shard file.
+    """
+    builder = _builder(source, data_dir)
+    steps_spec = builder.info.features["steps"].get_tensor_spec()
+    steps_spec = getattr(steps_spec, "element_spec", steps_spec)  # Dataset feature -> its steps
+    _check_image_spec(steps_spec, mapping)
+    if split not in builder.info.splits:
+        raise ValueError(f"Split {split!r} not in {source!r}; it has {list(builder.info.splits)}.")
+    files = [os.path.join(builder.data_dir, f) for f in builder.info.splits[split].filenames]
+    parts = []
+    for path in files:
+        if not os.path.exists(path):
+            raise IOError(f"Shard {path} is missing; rebuild the dataset.")
+        ds = tf.data.TFRecordDataset(path).map(builder.info.features.deserialize_example)
+        try:
+            for episode in ds:
+                parts.append(tf.nest.map_structure(lambda t: t.numpy(),
+                                                   _episode_to_numpy(episode, mapping)))
+                if max_episodes and len(parts) >= max_episodes:
+                    break
+        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+            raise IOError(f"Shard {path} is corrupt or truncated ({e.message.strip()[:200]}); "
+                          f"delete {builder.data_dir} and rebuild the dataset.") from e
+        if max_episodes and len(parts) >= max_episodes:
+            break
+    if not parts:
+        raise ValueError(f"Split {split!r} of {source!r} has no episodes.")
+    lengths = np.array([p["image"].shape[0] for p in parts], np.int64)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    privileged = {}
+    if all("privileged" in p for p in parts):
+        for k in parts[0]["privileged"]:
+            privileged[k] = np.concatenate([p["privileged"][k] for p in parts])
+    arrays = EpisodeArrays(
+        images=np.concatenate([p["image"] for p in parts]),
+        actions=np.concatenate([p["action"] for p in parts]).astype(np.float32),
+        proprio=np.concatenate([p["proprio"] for p in parts]).astype(np.float32)
+        .reshape(int(lengths.sum()), -1),
+        episode_start=starts, episode_length=lengths,
+        episode_ids=np.arange(len(parts), dtype=np.int64), privileged=privileged)
+    logging.info("Loaded %d episodes (%d steps) from %s[%s]", arrays.num_episodes,
+                 arrays.num_steps, source, split)
+    return arrays

@@ -1,0 +1,123 @@
+"""Goal-conditioned TF-Agents ``PyEnvironment`` over a task and its goal set.
+
+Each episode starts from a goal's start state; the observation carries the current ``image``,
+the ``goal_image``, ``joint_pos`` and ``gripper``. The reward is 1.0 on steps where the task's
+success metric holds (so TF-Agents' ``AverageReturnMetric`` counts successful steps) and the
+episode lasts the task's 30 steps; :meth:`GoalConditionedPyEnvironment.episode_metrics` gives
+the final-step success, object distance and arm distance that the paper reports.
+
+Wrap it with ``tf_py_environment.TFPyEnvironment`` for TF drivers and ``TFPolicy``s.
+"""
+from __future__ import annotations
+
+from typing import Dict, Optional
+
+import numpy as np
+from tf_agents.environments import py_environment
+from tf_agents.specs import array_spec
+from tf_agents.trajectories import time_step as ts_lib
+
+from mbold_tf.envs import goals as goals_lib
+from mbold_tf.envs import metrics
+from mbold_tf.envs import scene
+from mbold_tf.envs import tasks
+
+
+class GoalConditionedPyEnvironment(py_environment.PyEnvironment):
+    """A task whose episodes are the goals of a :class:`~mbold_tf.envs.goals.GoalSet`.
+
+    Args:
+      goal_set: the goals; episodes cycle through them in order unless :meth:`set_goal` picks one.
+      action_scale, image_size: passed to :func:`mbold_tf.envs.tasks.load`.
+    """
+
+    def __init__(self, goal_set: goals_lib.GoalSet, action_scale: float = 0.1,
+                 image_size: int = 64):
+        super().__init__(handle_auto_reset=True)  # a step after LAST starts the next goal
+        self.goal_set = goal_set
+        self.spec = tasks.task_spec(goal_set.task)
+        self._env = tasks.load(goal_set.task, seed=0, action_scale=action_scale,
+                               image_size=image_size)
+        self._steps = tasks.EPISODE_STEPS
+        self._next_goal = 0
+        self._goal: Optional[int] = None
+        self._t = 0
+        size = image_size
+        self._obs_spec = {
+            "image": array_spec.BoundedArraySpec((size, size, 3), np.uint8, 0, 255, "image"),
+            "goal_image": array_spec.BoundedArraySpec((size, size, 3), np.uint8, 0, 255,
+                                                      "goal_image"),
+            "joint_pos": array_spec.ArraySpec((len(scene.ARM_JOINTS),), np.float32, "joint_pos"),
+            "gripper": array_spec.ArraySpec((2,), np.float32, "gripper"),
+        }
+        self._action_spec = array_spec.BoundedArraySpec((tasks.ACTION_DIM,), np.float32, -1.0,
+                                                        1.0, "action")
+
+    # -- specs -----------------------------------------------------------------------------------
+    def observation_spec(self):
+        return self._obs_spec
+
+    def action_spec(self):
+        return self._action_spec
+
+    @property
+    def physics(self) -> tasks.TabletopPhysics:
+        return self._env.physics
+
+    @property
+    def goal_index(self) -> Optional[int]:
+        """Index of the current episode's goal (None before the first reset)."""
+        return self._goal
+
+    def set_goal(self, index: int):
+        """The next reset starts goal ``index`` (ValueError names the allowed range)."""
+        self._next_goal = self.goal_set.check_index(index)
+
+    # -- episode ---------------------------------------------------------------------------------
+    def _observation(self) -> Dict[str, np.ndarray]:
+        obs = self._env.task.get_observation(self.physics)
+        obs["goal_image"] = self.goal_set.goal_images[self._goal]
+        return obs
+
+    def _reset(self):
+        self._goal = self._next_goal
+        self._next_goal = (self._goal + 1) % len(self.goal_set)
+        self._env.reset()
+        self.physics.set_state_vector(self.goal_set.start_states[self._goal])
+        self._t = 0
+        return ts_lib.restart(self._observation())
+
+    def _step(self, action):
+        # before_step validates the action before touching the physics: a bad action raises
+        # and leaves the state unchanged.
+        self._env.task.before_step(action, self.physics)
+        self.physics.step(tasks.N_SUBSTEPS)
+        self._t += 1
+        reward = np.float32(self.is_success())
+        obs = self._observation()
+        if self._t >= self._steps:
+            return ts_lib.termination(obs, reward)
+        return ts_lib.transition(obs, reward)
+
+    # -- metrics ---------------------------------------------------------------------------------
+    def is_success(self) -> bool:
+        """Whether the current state meets the goal (task threshold)."""
+        return metrics.success(self.spec, tasks.privileged_state(self.physics),
+                               self.goal_set.goal_privileged(self._goal),
+                               int(self.goal_set.moved_object[self._goal]))
+
+    def episode_metrics(self) -> Dict[str, float]:
+        """Current goal's success, object distance and arm distance (read at the final step)."""
+        final = tasks.privileged_state(self.physics)
+        goal = self.goal_set.goal_privileged(self._goal)
+        moved = int(self.goal_set.moved_object[self._goal])
+        return {"goal_index": float(self._goal),
+                "success": float(metrics.success(self.spec, final, goal, moved)),
+                "object_distance": metrics.object_distance(self.spec, final, goal, moved),
+                "arm_distance": metrics.arm_distance(final, goal)}
+
+    def render(self, mode: str = "rgb_array"):
+        return self.physics.render_image()
+
+    def close(self):
+        tasks.close(self._env)

@@ -1,0 +1,229 @@
+"""TFDS/RLDS builder, reader, pipelines and ScaNN hard negatives (issue 3)."""
+import os
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+import tfds_builders  # noqa: F401
+from mbold_tf.data import collect
+from mbold_tf.data import neighbors
+from mbold_tf.data import pipelines
+from mbold_tf.data import rlds
+from mbold_tf.envs import tasks
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    d = str(tmp_path_factory.mktemp("tfds"))
+    tfds.builder("mbold_tabletop/push1_tiny", data_dir=d).download_and_prepare()
+    return d
+
+
+@pytest.fixture(scope="module")
+def arrays(data_dir):
+    return rlds.load_episodes("mbold_tabletop/push1_tiny", "train", data_dir=data_dir)
+
+
+def test_tiny_dataset_rlds_structure_and_exact_values(data_dir):
+    builder = tfds.builder("mbold_tabletop/push1_tiny", data_dir=data_dir)
+    assert {k: v.num_examples for k, v in builder.info.splits.items()} == \
+        {"train": 6, "validation": 1, "test": 1}
+    ep = next(iter(builder.as_dataset(split="validation")))
+    meta = {k: v.numpy() for k, v in ep["episode_metadata"].items()}
+    assert meta["task"] == b"push1" and meta["seed"] == 0 and meta["episode_id"] == 6
+    steps = list(ep["steps"].as_numpy_iterator())
+    assert len(steps) == tasks.EPISODE_STEPS + 1
+    assert steps[0]["is_first"] and not steps[1]["is_first"] and steps[-1]["is_last"]
+    assert not any(s["is_last"] for s in steps[:-1]) and not any(s["is_terminal"] for s in steps)
+    assert set(steps[0]["observation"]) == {"image", "joint_pos", "gripper"}
+    assert set(steps[0]["privileged"]) == {"ee_pos", "block_pos"}
+    # Exact values: regenerate episode 6 directly and compare byte for byte (PNG is lossless).
+    ref = collect.generate_episode("push1", seed=0, episode_id=6)["steps"]
+    np.testing.assert_array_equal(np.stack([s["observation"]["image"] for s in steps]),
+                                  ref["observation"]["image"])
+    np.testing.assert_array_equal(np.stack([s["action"] for s in steps]), ref["action"])
+    np.testing.assert_array_equal(np.stack([s["observation"]["joint_pos"] for s in steps]),
+                                  ref["observation"]["joint_pos"])
+    np.testing.assert_array_equal(np.stack([s["privileged"]["block_pos"] for s in steps]),
+                                  ref["privileged"]["block_pos"])
+
+
+def test_episodes_deterministic_per_seed():
+    a = collect.generate_episode("reach", seed=3, episode_id=1)["steps"]
+    b = collect.generate_episode("reach", seed=3, episode_id=1)["steps"]
+    c = collect.generate_episode("reach", seed=4, episode_id=1)["steps"]
+    np.testing.assert_array_equal(a["observation"]["image"], b["observation"]["image"])
+    assert not np.array_equal(a["action"], c["action"])
+    # Two workers give the same episodes as one.
+    one = dict(collect.generate_episodes("reach", 3, range(4), num_workers=1))
+    two = dict(collect.generate_episodes("reach", 3, range(4), num_workers=2))
+    for i in range(4):
+        np.testing.assert_array_equal(one[i]["steps"]["observation"]["image"],
+                                      two[i]["steps"]["observation"]["image"])
+
+
+def test_reader_layout(arrays):
+    assert arrays.num_episodes == 6
+    assert arrays.images.shape == (6 * 31, 64, 64, 3) and arrays.images.dtype == np.uint8
+    assert arrays.actions.shape == (6 * 31, 4) and arrays.proprio.shape == (6 * 31, 7)
+    np.testing.assert_array_equal(arrays.episode_length, 31)
+    np.testing.assert_array_equal(arrays.step_time()[:32], list(range(31)) + [0])
+
+
+def test_predictor_windows(arrays):
+    ds = pipelines.predictor_dataset(arrays, batch_size=8, context=2, horizon=5, seed=1)
+    batch = next(iter(ds))
+    assert batch["images"].shape == (8, 7, 64, 64, 3) and batch["actions"].shape == (8, 5, 4)
+    # Every window is a contiguous run of one episode with the matching actions.
+    flat = arrays.images.reshape(arrays.num_steps, -1)
+    for b in range(8):
+        first = np.flatnonzero((flat == batch["images"][b, 0].numpy().reshape(-1)).all(1))[0]
+        ep = arrays.step_episode()
+        assert ep[first] == ep[first + 6]
+        np.testing.assert_array_equal(batch["images"][b].numpy(), arrays.images[first:first + 7])
+        np.testing.assert_array_equal(batch["actions"][b].numpy(),
+                                      arrays.actions[first + 1:first + 6])
+    again = next(iter(pipelines.predictor_dataset(arrays, batch_size=8, context=2, horizon=5,
+                                                  seed=1)))
+    np.testing.assert_array_equal(again["images"], batch["images"])
+
+
+def _locate(arrays, images):
+    flat = arrays.images.reshape(arrays.num_steps, -1)
+    return np.array([np.flatnonzero((flat == im.reshape(-1)).all(1)) for im in images],
+                    dtype=object)
+
+
+def test_hindsight_goals_are_geometric_future_frames(arrays):
+    ds = pipelines.distance_dataset(arrays, negatives_key="none", batch_size=512, p=0.3, seed=0)
+    batch = {k: v.numpy() for k, v in next(iter(ds)).items()}
+    offsets = batch["offset"]
+    assert offsets.min() >= 1 and not batch["is_negative"].any()
+    # Uncapped offsets follow Geom(0.3): P(Δ=1) = 0.3, mean 1/0.3 (most are uncapped here).
+    assert abs(np.mean(offsets == 1) - 0.3) < 0.06
+    assert abs(np.mean(offsets == 2) - 0.21) < 0.06
+    t = arrays.step_time()
+    for b in range(0, 512, 37):
+        obs_i = [i for i in _locate(arrays, batch["observation"][b:b + 1])[0]]
+        goal_i = [i for i in _locate(arrays, batch["goal"][b:b + 1])[0]]
+        assert any(g - o == offsets[b] or (g - o < offsets[b] and t[g] == 30)
+                   for o in obs_i for g in goal_i)
+    np.testing.assert_array_equal(batch["reward"], (offsets == 1).astype(np.float32))
+    np.testing.assert_array_equal(batch["discount"], (offsets != 1).astype(np.float32))
+
+
+def test_negatives_other_episodes_and_closer_arm(arrays):
+    table = neighbors.neighbor_table(arrays, k=5)
+    ep = arrays.step_episode()
+    assert table.shape == (arrays.num_steps, 5)
+    assert not np.any(ep[table] == ep[:, None])
+    nn = np.linalg.norm(arrays.proprio[table] - arrays.proprio[:, None], axis=-1).mean()
+    assert nn < 0.5 * neighbors.random_pair_distance(arrays)
+    ds = pipelines.distance_dataset(arrays, neighbor_table=table, batch_size=64, seed=2,
+                                    reward_scheme="ten_one")
+    batch = {k: v.numpy() for k, v in next(iter(ds)).items()}
+    assert batch["is_negative"].sum() == 32
+    neg = batch["is_negative"]
+    assert np.all(batch["reward"][neg] == 1.0) and np.all(batch["discount"][neg] == 1.0)
+    pos_reached = (~neg) & (batch["offset"] == 1)
+    np.testing.assert_array_equal(batch["reward"][~neg], np.where(pos_reached[~neg], 10.0, 1.0))
+    for b in np.flatnonzero(neg)[:8]:
+        o = _locate(arrays, batch["observation"][b:b + 1])[0]
+        g = _locate(arrays, batch["goal"][b:b + 1])[0]
+        assert all(ep[gi] != ep[oi] for gi in g for oi in o)
+
+
+def test_reward_schemes_and_bad_scheme():
+    r, d = pipelines.rewards_for(tf.constant([True, False]), "indicator")
+    np.testing.assert_array_equal(r, [1.0, 0.0])
+    np.testing.assert_array_equal(d, [0.0, 1.0])
+    r, d = pipelines.rewards_for(tf.constant([True, False]), "ten_one")
+    np.testing.assert_array_equal(r, [10.0, 1.0])
+    with pytest.raises(ValueError, match="'binary'.*indicator.*ten_one"):
+        pipelines.rewards_for(tf.constant([True]), "binary")
+
+
+def test_pairs_dataset(arrays):
+    batch = next(iter(pipelines.pairs_dataset(arrays, batch_size=64, seed=0)))
+    off = batch["offset"].numpy()
+    assert off.min() >= 1 and off.max() <= 30 and len(set(off)) > 5
+
+
+def test_scann_recall_against_exact():
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(20000, 7)).astype(np.float32)
+    recall, stats = neighbors.recall_at_k(vectors, vectors[:500], k=10)
+    assert recall > 0.9, (recall, stats)
+    exact = neighbors.exact_knn(vectors, vectors[:5], 3)
+    np.testing.assert_array_equal(exact[:, 0], np.arange(5))
+
+
+def test_missing_dataset_names_build_command(tmp_path):
+    with pytest.raises(FileNotFoundError, match="launch.build_dataset --config=reach_tiny"):
+        rlds.load_episodes("mbold_tabletop/reach_tiny", data_dir=str(tmp_path))
+
+
+def test_truncated_shard_names_file(data_dir, tmp_path):
+    bad = str(tmp_path / "bad")
+    shutil.copytree(data_dir, bad)
+    version_dir = os.path.join(bad, "mbold_tabletop", "push1_tiny", "1.0.0")
+    shard = [f for f in os.listdir(version_dir) if "train.tfrecord" in f][0]
+    path = os.path.join(version_dir, shard)
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) // 2)
+    with pytest.raises(IOError, match=shard):
+        rlds.load_episodes(version_dir)
+
+
+class ForeignRobot(tfds.core.GeneratorBasedBuilder):
+    """A user's RLDS dataset with its own key names (and a wrong-size variant)."""
+    VERSION = tfds.core.Version("0.1.0")
+    BUILDER_CONFIGS = [tfds.core.BuilderConfig(name="px64"),
+                       tfds.core.BuilderConfig(name="px32")]
+
+    def _size(self):
+        return 64 if self.builder_config.name == "px64" else 32
+
+    def _info(self):
+        s = self._size()
+        return self.dataset_info_from_configs(features=tfds.features.FeaturesDict({
+            "steps": tfds.features.Dataset({
+                "obs": tfds.features.FeaturesDict({
+                    "rgb": tfds.features.Image(shape=(s, s, 3)),
+                    "qpos": tfds.features.Tensor(shape=(6,), dtype=np.float32)}),
+                "act": tfds.features.Tensor(shape=(3,), dtype=np.float32),
+                "is_first": tfds.features.Scalar(dtype=np.bool_),
+                "is_last": tfds.features.Scalar(dtype=np.bool_)})}))
+
+    def _split_generators(self, dl_manager):
+        return {"train": self._generate_examples()}
+
+    def _generate_examples(self):
+        rng = np.random.default_rng(0)
+        s = self._size()
+        for e, length in enumerate((12, 9, 15)):
+            yield e, {"steps": [{"obs": {"rgb": rng.integers(0, 255, (s, s, 3), dtype=np.uint8),
+                                         "qpos": np.full(6, e + t / 100, np.float32)},
+                                 "act": np.full(3, t, np.float32), "is_first": t == 0,
+                                 "is_last": t == length - 1} for t in range(length)]}
+
+
+def test_foreign_rlds_dataset_through_mapping(tmp_path):
+    d = str(tmp_path)
+    ForeignRobot(config="px64", data_dir=d).download_and_prepare()
+    ForeignRobot(config="px32", data_dir=d).download_and_prepare()
+    mapping = rlds.KeyMapping(image="obs/rgb", action="act", proprio="obs/qpos")
+    dir64 = os.path.join(d, "foreign_robot", "px64", "0.1.0")
+    arrays = rlds.load_episodes(dir64, mapping=mapping)
+    assert sorted(arrays.episode_length.tolist()) == [9, 12, 15]
+    assert arrays.proprio.shape == (36, 6) and arrays.actions.shape == (36, 3)
+    batch = next(iter(pipelines.predictor_dataset(arrays, batch_size=4, context=1, horizon=8)))
+    assert batch["images"].shape == (4, 9, 64, 64, 3) and batch["actions"].shape == (4, 8, 3)
+    with pytest.raises(KeyError, match="'obs/depth'.*obs/rgb"):
+        rlds.load_episodes(dir64, mapping=rlds.KeyMapping(image="obs/depth", action="act",
+                                                          proprio="obs/qpos"))
+    with pytest.raises(ValueError, match=r"'obs/rgb' has shape \(32, 32, 3\)"):
+        rlds.load_episodes(os.path.join(d, "foreign_robot", "px32", "0.1.0"), mapping=mapping)

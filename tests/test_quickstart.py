@@ -1,0 +1,18 @@
+"""The README's main job at the smoke preset runs end to end and writes its table."""
+import json
+import os
+
+from launch import quickstart
+
+
+def test_smoke_quickstart(tmp_path):
+    out = str(tmp_path / "qs")
+    summary = quickstart.run("push1", "smoke", out, data_dir=str(tmp_path / "tfds"))
+    assert summary["dataset"]["episodes"] == 8
+    assert [r["method"] for r in summary["table"]] == ["random"]
+    for name in ("results.json", "per_goal.csv", "table.md", "summary.json", "goals_push1.npz"):
+        assert os.path.exists(os.path.join(out, name)), name
+    with open(os.path.join(out, "results.json")) as f:
+        rows = json.load(f)["per_goal"]["random"]["0"]
+    assert len(rows) == 4 and all(0.0 <= r["object_distance"] < 1.0 for r in rows)
+    assert "| random | 1 | 4 |" in open(os.path.join(out, "table.md")).read()

@@ -1,0 +1,1 @@
+"""The ``mbold_tabletop`` RLDS dataset (random-policy episodes of the tabletop tasks)."""
