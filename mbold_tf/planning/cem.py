@@ -1,0 +1,111 @@
+"""Cross-entropy method over action sequences, entirely in TensorFlow (§4, App. A.2, Table 3).
+
+Samples N action sequences of horizon h from a diagonal Gaussian whose noise passes the same
+correlated filter as the data-collection policy (Nagabandi et al. 2020):
+``u_t = β·σ_t·ε_t + (1 − β)·u_{t−1}``, ``a = clip(μ + u, −1, 1)``; scores them with a cost
+function (lower is better), keeps the K elites and refits, for I iterations. Returns the best
+sequence seen. Two refit rules (gin): ``'gaussian'`` refits mean and std to the elites (the
+paper's description), ``'authors'`` refits the mean as an exp(−cost)-weighted average of the
+elites and keeps the initial std (the authors' released code).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Sequence, Tuple
+
+import gin
+import tensorflow as tf
+
+REFIT_RULES = ("gaussian", "authors")
+
+
+@gin.configurable
+@dataclasses.dataclass(frozen=True)
+class CEMConfig:
+    """CEM hyperparameters (Table 3 defaults)."""
+    num_samples: int = 200
+    num_elites: int = 10
+    iterations: int = 3
+    horizon: int = 13
+    beta: float = 0.5
+    refit: str = "gaussian"
+    min_std: float = 0.05
+
+    def __post_init__(self):
+        if self.refit not in REFIT_RULES:
+            raise ValueError(f"Unknown CEM refit rule {self.refit!r}; choose one of "
+                             f"{REFIT_RULES}.")
+        if not 0 < self.num_elites <= self.num_samples:
+            raise ValueError(f"num_elites={self.num_elites} must be in [1, num_samples="
+                             f"{self.num_samples}].")
+
+
+def correlated_samples(mean: tf.Tensor, std: tf.Tensor, num: int, beta: float,
+                       seed: tf.Tensor) -> tf.Tensor:
+    """float32 [num, h, A]: clip(mean + u) with u the correlated-filtered Gaussian noise.
+
+    Args: mean [h, A], std [h, A] (or [A]); seed: int32/int64 [2] stateless seed.
+    """
+    h, a = mean.shape[0], mean.shape[1]
+    std = tf.broadcast_to(std, [h, a])
+    eps = tf.random.stateless_normal([h, num, a], seed)
+    scaled = beta * std[:, None, :] * eps
+
+    def step(prev, x):
+        return x + (1.0 - beta) * prev
+
+    noise = tf.scan(step, scaled, initializer=tf.zeros([num, a]))  # [h, num, A]
+    return tf.clip_by_value(mean[None] + tf.transpose(noise, [1, 0, 2]), -1.0, 1.0)
+
+
+def cem(cost_fn: Callable[[tf.Tensor], tf.Tensor], init_mean: tf.Tensor, init_std: tf.Tensor,
+        seed: tf.Tensor, config: CEMConfig = CEMConfig()) -> Tuple[tf.Tensor, tf.Tensor]:
+    """Runs CEM; traceable inside ``tf.function``.
+
+    Args:
+      cost_fn: actions float32 [N, h, A] -> cost float32 [N] (lower is better).
+      init_mean: float32 [h, A] (zeros, or the previous plan shifted).
+      init_std: float32 [A] or [h, A] (the task's data-collection std).
+      seed: int [2] stateless seed; the same seed gives the same plan.
+      config: :class:`CEMConfig`.
+    Returns:
+      (best actions float32 [h, A], best cost float32 []).
+    """
+    mean = tf.convert_to_tensor(init_mean, tf.float32)
+    h, a = mean.shape[0], mean.shape[1]
+    std0 = tf.broadcast_to(tf.convert_to_tensor(init_std, tf.float32), [h, a])
+    std = std0
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), config.iterations)
+    best_actions = mean
+    best_cost = tf.constant(float("inf"))
+    for it in range(config.iterations):
+        samples = correlated_samples(mean, std, config.num_samples, config.beta, seeds[it])
+        cost = tf.reshape(cost_fn(samples), [config.num_samples])
+        cost = tf.where(tf.math.is_finite(cost), cost, tf.fill(tf.shape(cost), float("inf")))
+        neg_top, idx = tf.math.top_k(-cost, k=config.num_elites)
+        elites = tf.gather(samples, idx)
+        if config.refit == "gaussian":
+            mean = tf.reduce_mean(elites, axis=0)
+            # The filter scales white noise by sqrt(β / (2 − β)) at stationarity; undo it so the
+            # next samples spread like the elites did.
+            gain = (config.beta / (2.0 - config.beta)) ** 0.5
+            std = tf.maximum(tf.math.reduce_std(elites, axis=0) / gain, config.min_std)
+        else:
+            w = tf.nn.softmax(neg_top - tf.reduce_max(neg_top))  # exp(-cost), normalised
+            mean = tf.einsum("k,kha->ha", w, elites)
+            std = std0
+        improved = -neg_top[0] < best_cost
+        best_actions = tf.where(improved, elites[0], best_actions)
+        best_cost = tf.where(improved, -neg_top[0], best_cost)
+    return best_actions, best_cost
+
+
+def shift_plan(actions: tf.Tensor, steps: int) -> tf.Tensor:
+    """Warm start: drops the first ``steps`` actions of a [h, A] plan and pads with zeros."""
+    h = actions.shape[0]
+    return tf.concat([actions[steps:], tf.zeros([min(steps, h), actions.shape[1]])], axis=0)
+
+
+def as_std(std: Sequence[float]) -> tf.Tensor:
+    """float32 [A] from a per-dimension std list (e.g. ``tasks.TASKS[name].collection_std``)."""
+    return tf.constant(std, tf.float32)
