@@ -1,0 +1,99 @@
+"""Model-predictive control with CEM as a TF-Agents ``TFPolicy`` (§4 "Control via MBOLD").
+
+Every ``replan_every`` steps the policy runs :func:`mbold_tf.planning.cem.cem` over action
+sequences, predicting their outcome with ``model_fn`` and scoring it with ``cost_fn``; between
+replans it executes the stored plan. The remaining plan and the step counter live in the policy
+state, so the exported SavedModel (``PolicySaver``) replans on the same schedule.
+
+* ``model_fn(observation, actions) -> prediction``: ``observation`` is the batch-1 observation
+  nest tiled to N samples, ``actions`` float32 [N, h, A]. For MBOLD it is the video predictor
+  (frames [N, h, 64, 64, 3]).
+* ``cost_fn(prediction, observation) -> float32 [N]``: lower is better (e.g. the learned
+  distance of the last predicted frame to ``observation['goal_image']``).
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional, Sequence
+
+import tensorflow as tf
+from tf_agents.policies import tf_policy
+from tf_agents.specs import tensor_spec
+from tf_agents.trajectories import policy_step
+
+from mbold_tf.planning import cem as cem_lib
+
+
+class MPCPolicy(tf_policy.TFPolicy):
+    """CEM-MPC planner as a TFPolicy; acts on batched time steps (each element planned alone).
+
+    Args:
+      time_step_spec, action_spec: the environment's (``TFPyEnvironment``) specs.
+      model_fn, cost_fn: see the module docstring.
+      init_std: per-dimension std of the initial sampling distribution (the task's collection
+        std, Table 4).
+      config: :class:`~mbold_tf.planning.cem.CEMConfig` (N, K, I, h).
+      replan_every: execute this many planned actions before replanning (the paper's k = 6;
+        1 replans every step).
+      warm_start: start each CEM from the previous plan shifted (else from zeros).
+      seed: base seed of the planner's stateless sampling.
+    """
+
+    def __init__(self, time_step_spec, action_spec, model_fn: Callable, cost_fn: Callable,
+                 init_std: Sequence[float], config: cem_lib.CEMConfig = cem_lib.CEMConfig(),
+                 replan_every: int = 6, warm_start: bool = False, seed: int = 0,
+                 name: Optional[str] = None):
+        if not 1 <= replan_every <= config.horizon:
+            raise ValueError(f"replan_every={replan_every} must be in [1, horizon="
+                             f"{config.horizon}].")
+        self._model_fn = model_fn
+        self._cost_fn = cost_fn
+        self._config = config
+        self._replan_every = int(replan_every)
+        self._warm_start = warm_start
+        self._seed = int(seed)
+        self._action_dim = int(action_spec.shape[-1])
+        self._init_std = tf.constant(init_std, tf.float32)
+        state_spec = {
+            "plan": tensor_spec.TensorSpec([config.horizon, self._action_dim], tf.float32),
+            "step": tensor_spec.TensorSpec([], tf.int64),
+        }
+        super().__init__(time_step_spec, action_spec, policy_state_spec=state_spec,
+                         name=name)
+
+    def _plan_one(self, observation, init_mean, seed):
+        """CEM for one batch element. observation: nest of [...] tensors; returns [h, A]."""
+        n = self._config.num_samples
+        tiled = tf.nest.map_structure(
+            lambda x: tf.repeat(x[None], n, axis=0), observation)
+
+        def cost(actions):
+            return self._cost_fn(self._model_fn(tiled, actions), tiled)
+
+        best, _ = cem_lib.cem(cost, init_mean, self._init_std, seed, self._config)
+        return best
+
+    def _action(self, time_step, policy_state, seed):
+        del seed  # the planner is seeded by (base seed, step counter) for reproducibility
+        plan, step = policy_state["plan"], policy_state["step"]
+        phase = tf.math.floormod(step, self._replan_every)  # [B]
+
+        def replan():
+            shifted = tf.map_fn(lambda p: cem_lib.shift_plan(p, self._replan_every), plan) \
+                if self._warm_start else tf.zeros_like(plan)
+
+            def one(args):
+                obs, mean, s = args
+                seed_pair = tf.stack([tf.constant(self._seed, tf.int64), s])
+                return self._plan_one(obs, mean, seed_pair)
+
+            return tf.map_fn(one, (time_step.observation, shifted, step),
+                             fn_output_signature=tf.TensorSpec(plan.shape[1:], tf.float32))
+
+        needs = tf.reduce_any(tf.equal(phase, 0))
+        new_plan = tf.cond(needs, replan, lambda: plan)
+        new_plan = tf.where(tf.equal(phase, 0)[:, None, None], new_plan, plan)
+        index = tf.math.floormod(step, self._replan_every)
+        action = tf.gather(new_plan, tf.cast(index, tf.int32), axis=1, batch_dims=1)
+        action = tf.clip_by_value(tf.where(tf.math.is_finite(action), action,
+                                           tf.zeros_like(action)), -1.0, 1.0)
+        return policy_step.PolicyStep(action, {"plan": new_plan, "step": step + 1}, ())
