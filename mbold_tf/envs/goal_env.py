@@ -121,3 +121,16 @@ class GoalConditionedPyEnvironment(py_environment.PyEnvironment):
 
     def close(self):
         tasks.close(self._env)
+
+
+def make_env(task: str = "push1", goal: int = 0, num_goals: int = 100, hard: bool = False,
+             seed: int = 0) -> GoalConditionedPyEnvironment:
+    """The goal-conditioned env of ``task`` set to goal ``goal`` of its seeded goal set.
+
+    A ``module:callable`` for ``mbold_tf/export/robot_side.py --env``; episodes start from that
+    goal's start state.
+    """
+    goal_set = goals_lib.generate_goal_set(task, num_goals=num_goals, hard=hard, seed=seed)
+    env = GoalConditionedPyEnvironment(goal_set)
+    env.set_goal(goal)
+    return env

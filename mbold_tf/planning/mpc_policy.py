@@ -21,6 +21,7 @@ from tf_agents.specs import tensor_spec
 from tf_agents.trajectories import policy_step
 
 from mbold_tf.planning import cem as cem_lib
+from mbold_tf.planning import costs
 
 
 class MPCPolicy(tf_policy.TFPolicy):
@@ -36,11 +37,16 @@ class MPCPolicy(tf_policy.TFPolicy):
         1 replans every step).
       warm_start: start each CEM from the previous plan shifted (else from zeros).
       seed: base seed of the planner's stateless sampling.
+      episode_length: if given, predictions are cut at the episode's last step before scoring
+        (near the end the cost sees the frame at the final step, as the authors' planner did).
+      models: the Keras models / modules ``model_fn`` and ``cost_fn`` use; tracked by the policy
+        so that ``PolicySaver`` exports their weights.
     """
 
     def __init__(self, time_step_spec, action_spec, model_fn: Callable, cost_fn: Callable,
                  init_std: Sequence[float], config: cem_lib.CEMConfig = cem_lib.CEMConfig(),
                  replan_every: int = 6, warm_start: bool = False, seed: int = 0,
+                 episode_length: Optional[int] = None, models: Sequence[tf.Module] = (),
                  name: Optional[str] = None):
         if not 1 <= replan_every <= config.horizon:
             raise ValueError(f"replan_every={replan_every} must be in [1, horizon="
@@ -51,6 +57,8 @@ class MPCPolicy(tf_policy.TFPolicy):
         self._replan_every = int(replan_every)
         self._warm_start = warm_start
         self._seed = int(seed)
+        self._episode_length = episode_length
+        self._models = tuple(models)  # tracked by tf.Module for PolicySaver
         self._action_dim = int(action_spec.shape[-1])
         self._init_std = tf.constant(init_std, tf.float32)
         state_spec = {
@@ -60,14 +68,17 @@ class MPCPolicy(tf_policy.TFPolicy):
         super().__init__(time_step_spec, action_spec, policy_state_spec=state_spec,
                          name=name)
 
-    def _plan_one(self, observation, init_mean, seed):
+    def _plan_one(self, observation, init_mean, seed, step):
         """CEM for one batch element. observation: nest of [...] tensors; returns [h, A]."""
         n = self._config.num_samples
         tiled = tf.nest.map_structure(
             lambda x: tf.repeat(x[None], n, axis=0), observation)
+        keep = costs.scoring_horizon(step, self._config.horizon, self._episode_length)
 
         def cost(actions):
-            return self._cost_fn(self._model_fn(tiled, actions), tiled)
+            prediction = tf.nest.map_structure(lambda p: p[:, :keep],
+                                               self._model_fn(tiled, actions))
+            return self._cost_fn(prediction, tiled)
 
         best, _ = cem_lib.cem(cost, init_mean, self._init_std, seed, self._config)
         return best
@@ -84,7 +95,7 @@ class MPCPolicy(tf_policy.TFPolicy):
             def one(args):
                 obs, mean, s = args
                 seed_pair = tf.stack([tf.constant(self._seed, tf.int64), s])
-                return self._plan_one(obs, mean, seed_pair)
+                return self._plan_one(obs, mean, seed_pair, s)
 
             return tf.map_fn(one, (time_step.observation, shifted, step),
                              fn_output_signature=tf.TensorSpec(plan.shape[1:], tf.float32))

@@ -1,0 +1,185 @@
+"""Robot-side runner for an exported MBOLD policy: needs only numpy and TensorFlow.
+
+Copy this one file to the robot computer (it imports neither ``mbold_tf`` nor ``tf_agents``)::
+
+    policy = RobotPolicy("/path/to/export")      # the directory launch.export wrote
+    policy.reset()                                # at the start of every episode
+    action = policy.act({"image": img, "goal_image": goal, "joint_pos": q, "gripper": g})
+
+``act`` checks every observation entry against the exported spec (key, shape, dtype) and raises
+a ValueError naming the entry, the shape/dtype received and the one expected. The returned action
+is always finite and inside the exported bounds (non-finite entries become 0, then clipped).
+
+Run as a script it steps an environment with the policy::
+
+    python mbold_tf/export/robot_side.py --policy_dir=export/push1 \\
+        --env=mbold_tf.envs.goal_env:make_env --env_args='{"task": "push1", "goal": 0}'
+
+``--env`` is ``module:callable`` returning a TF-Agents ``PyEnvironment``-like or ``dm_env``
+environment whose observations are dicts holding the exported keys (the simulator is the only
+thing that may import the training package; the policy path never does). ``--inputs=x.npz
+--outputs=y.npz`` instead replays recorded observations (arrays ``<key>`` of shape [T, ...]) and
+saves the actions, for checking an export against the training process.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import importlib
+import json
+import os
+import sys
+from typing import Dict, Mapping
+
+import numpy as np
+import tensorflow as tf
+
+EXPORT_FORMAT_VERSION = 1
+METADATA_FILE = "mbold_export.json"
+
+_TimeStep = collections.namedtuple("TimeStep", ["step_type", "reward", "discount", "observation"])
+_FIRST, _MID = 0, 1
+
+
+class ExportError(RuntimeError):
+    """The export directory is missing, incomplete or from another format version."""
+
+
+def read_metadata(policy_dir: str) -> Dict:
+    """The export's ``mbold_export.json``, after checking the directory and format version."""
+    if not os.path.isdir(policy_dir):
+        raise ExportError(f"No exported policy at {policy_dir!r}: the directory does not exist. "
+                          f"Export one with `python -m launch.export --out={policy_dir} ...`.")
+    path = os.path.join(policy_dir, METADATA_FILE)
+    if not os.path.exists(path) or not os.path.exists(os.path.join(policy_dir,
+                                                                   "saved_model.pb")):
+        raise ExportError(f"{policy_dir!r} is not an mbold-tf export (missing {METADATA_FILE} or "
+                          f"saved_model.pb); re-export it with launch.export.")
+    with open(path) as f:
+        meta = json.load(f)
+    version = meta.get("format_version")
+    if version != EXPORT_FORMAT_VERSION:
+        raise ExportError(f"{policy_dir!r} was exported with format version {version}; this "
+                          f"runner reads version {EXPORT_FORMAT_VERSION}. Re-export the policy "
+                          f"with the matching mbold-tf release.")
+    return meta
+
+
+class RobotPolicy:
+    """An exported policy, stepped one observation at a time (batch 1)."""
+
+    def __init__(self, policy_dir: str):
+        self.metadata = read_metadata(policy_dir)
+        self._policy = tf.saved_model.load(policy_dir)
+        saved_version = int(self._policy.get_metadata()["export_format_version"].numpy())
+        if saved_version != EXPORT_FORMAT_VERSION:
+            raise ExportError(f"SavedModel in {policy_dir!r} has format version {saved_version}, "
+                              f"expected {EXPORT_FORMAT_VERSION}.")
+        spec = self.metadata["action"]
+        self._low = np.asarray(spec["minimum"], np.float32)
+        self._high = np.asarray(spec["maximum"], np.float32)
+        self._obs_spec = self.metadata["observation"]
+        self._state = None
+        self._first = True
+
+    def reset(self) -> None:
+        """Starts a new episode (fresh plan, step counter 0)."""
+        self._state = self._policy.get_initial_state(1)
+        self._first = True
+
+    def check_observation(self, observation: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        """Validates an unbatched observation dict; returns it batched ([1, ...]) as numpy."""
+        batched = {}
+        for key, spec in self._obs_spec.items():
+            if key not in observation:
+                raise ValueError(f"Observation is missing {key!r} (expected shape "
+                                 f"{tuple(spec['shape'])}, dtype {spec['dtype']}); got keys "
+                                 f"{sorted(observation)}.")
+            value = np.asarray(observation[key])
+            if tuple(value.shape) != tuple(spec["shape"]):
+                raise ValueError(f"Observation {key!r} has shape {value.shape}; the exported "
+                                 f"policy expects {tuple(spec['shape'])}.")
+            if value.dtype.name != spec["dtype"]:
+                raise ValueError(f"Observation {key!r} has dtype {value.dtype.name}; the "
+                                 f"exported policy expects {spec['dtype']}.")
+            if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
+                raise ValueError(f"Observation {key!r} contains NaN or infinite values.")
+            batched[key] = value[None]
+        return batched
+
+    def act(self, observation: Mapping[str, np.ndarray]) -> np.ndarray:
+        """float32 [A] action for one observation dict; finite and within the bounds."""
+        if self._state is None:
+            self.reset()
+        obs = self.check_observation(observation)
+        step_type = _FIRST if self._first else _MID
+        time_step = _TimeStep(tf.constant([step_type], tf.int32), tf.zeros([1], tf.float32),
+                              tf.ones([1], tf.float32), obs)
+        out = self._policy.action(time_step, self._state)
+        self._state = out.state
+        self._first = False
+        action = np.asarray(out.action)[0].astype(np.float32)
+        action = np.where(np.isfinite(action), action, 0.0).astype(np.float32)
+        return np.clip(action, self._low, self._high)
+
+
+def _observation_dict(obs) -> Dict[str, np.ndarray]:
+    return {k: np.asarray(v) for k, v in dict(obs).items()}
+
+
+def _is_last(time_step) -> bool:
+    """dm_env ``TimeStep.last()`` or TF-Agents ``TimeStep.is_last()``."""
+    return bool(time_step.last() if hasattr(time_step, "last") else time_step.is_last())
+
+
+def run_episode(policy: RobotPolicy, env, max_steps: int = 1000) -> Dict[str, float]:
+    """Steps ``env`` (PyEnvironment or dm_env) with ``policy`` for one episode."""
+    time_step = env.reset()
+    policy.reset()
+    steps, total = 0, 0.0
+    while not _is_last(time_step):
+        action = policy.act(_observation_dict(time_step.observation))
+        time_step = env.step(action)
+        if time_step.reward is not None:
+            total += float(np.asarray(time_step.reward))
+        steps += 1
+        if steps >= max_steps:
+            break
+    return {"steps": steps, "return": total}
+
+
+def _replay(policy: RobotPolicy, inputs: str, outputs: str) -> None:
+    data = np.load(inputs)
+    keys = list(policy.metadata["observation"])
+    length = len(data[keys[0]])
+    policy.reset()
+    actions = [policy.act({k: data[k][t] for k in keys}) for t in range(length)]
+    np.savez(outputs, actions=np.stack(actions),
+             loaded_modules=np.array(sorted(m for m in sys.modules
+                                            if m.split(".")[0] in ("mbold_tf", "tf_agents"))))
+
+
+def main(argv=None) -> None:
+    """Command-line entry point (see the module docstring)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--policy_dir", required=True)
+    parser.add_argument("--inputs", help="npz of recorded observations to replay")
+    parser.add_argument("--outputs", help="npz to write the replayed actions to")
+    parser.add_argument("--env", help="module:callable returning the environment")
+    parser.add_argument("--env_args", default="{}", help="JSON kwargs for --env")
+    parser.add_argument("--episodes", type=int, default=1)
+    args = parser.parse_args(argv)
+    policy = RobotPolicy(args.policy_dir)
+    if args.inputs:
+        _replay(policy, args.inputs, args.outputs or "actions.npz")
+        return
+    if not args.env:
+        parser.error("give --env (module:callable) to step an environment, or --inputs")
+    module, _, attr = args.env.partition(":")
+    env = getattr(importlib.import_module(module), attr)(**json.loads(args.env_args))
+    for episode in range(args.episodes):
+        print(json.dumps({"episode": episode, **run_episode(policy, env)}))
+
+
+if __name__ == "__main__":
+    main()

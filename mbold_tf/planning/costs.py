@@ -1,0 +1,96 @@
+"""Planning costs and the predictor model function for CEM-MPC (§4 "Control via MBOLD", App. C).
+
+A cost scores predicted frames against the goal image; lower is better. All costs score the
+*last* frame of the prediction they are given (the planner truncates predictions at the
+episode's end, so near the end this is the frame at the final step, as in the authors' code).
+
+* ``'learned_distance'`` (MBOLD): ``−Q(ŝ, π(ŝ, g), g)`` — the twin critics' min at the actor's
+  action, i.e. ``−max_α Q`` as the paper writes it. ``steps=True`` scores the expected number of
+  steps ``d(Q)`` instead (same ranking, other elite weights for the 'authors' refit).
+* ``'pixel_l2'`` (Visual Foresight): mean squared pixel difference, images in [0, 1].
+* ``'vae'``: ℓ2 between VAE latents (App. C.1); ``'temporal'``: regressed temporal distance
+  (App. C.2). Both use the baseline model's ``distance(image, goal_image)``.
+
+Every cost function has the signature ``cost_fn(prediction, observation) -> float32 [N]`` with
+``prediction`` float32 [N, h, 64, 64, 3] in [0, 1] and ``observation['goal_image']`` uint8
+[N, 64, 64, 3], as :class:`~mbold_tf.planning.mpc_policy.MPCPolicy` calls it.
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import gin
+import tensorflow as tf
+
+COSTS = ("learned_distance", "pixel_l2", "vae", "temporal")
+
+
+def _float_image(x: tf.Tensor) -> tf.Tensor:
+    """uint8 [0, 255] -> float32 [0, 1]; float images pass through."""
+    x = tf.convert_to_tensor(x)
+    return tf.cast(x, tf.float32) / 255.0 if x.dtype == tf.uint8 else tf.cast(x, tf.float32)
+
+
+def pixel_l2(frames: tf.Tensor, goal_images: tf.Tensor) -> tf.Tensor:
+    """float32 [N]: mean squared difference of frames [N, 64, 64, 3] and goals, both in [0, 1]."""
+    return tf.reduce_mean(tf.square(_float_image(frames) - _float_image(goal_images)),
+                          axis=[1, 2, 3])
+
+
+@gin.configurable
+def make_cost(name: str = "learned_distance", model=None, steps: bool = False) -> Callable:
+    """Returns ``cost_fn(prediction, observation) -> float32 [N]`` for a cost name.
+
+    Args:
+      name: one of ``COSTS``.
+      model: the scoring model: a ``LearnedDistance`` (``q_values``/``distance``) for
+        'learned_distance', a VAE or temporal-distance model (``distance``) for 'vae' and
+        'temporal'; unused by 'pixel_l2'.
+      steps: for 'learned_distance', score expected steps-to-goal instead of −Q.
+    """
+    if name not in COSTS:
+        raise ValueError(f"Unknown planning cost {name!r}; choose one of {COSTS}.")
+    if name != "pixel_l2" and model is None:
+        raise ValueError(f"Planning cost {name!r} needs a trained model (got model=None).")
+    if name == "learned_distance" and not hasattr(model, "q_values"):
+        raise ValueError(f"Planning cost 'learned_distance' needs a LearnedDistance with "
+                         f"q_values(); got {type(model).__name__}.")
+
+    def cost_fn(prediction, observation):
+        frame = prediction[:, -1]
+        goal = observation["goal_image"]
+        if name == "pixel_l2":
+            return pixel_l2(frame, goal)
+        if name == "learned_distance" and not steps:
+            return -model.q_values(frame, goal)
+        return model.distance(frame, goal)
+
+    return cost_fn
+
+
+def predictor_model_fn(predictor) -> Callable:
+    """``model_fn(observation, actions) -> frames`` for MPCPolicy from a video predictor.
+
+    ``observation['image']`` uint8 [N, 64, 64, 3] is the single context frame (the paper plans
+    from one context frame); ``actions`` float32 [N, h, A]; returns float32 [N, h, 64, 64, 3].
+    """
+    context = getattr(predictor, "context", 1)
+    if context != 1:
+        raise ValueError(f"Planning feeds one context frame, but the predictor was trained with "
+                         f"context={context}; train it with context=1.")
+
+    def model_fn(observation, actions):
+        return predictor.predict(observation["image"][:, None], actions)
+
+    return model_fn
+
+
+def scoring_horizon(step: tf.Tensor, horizon: int, episode_length: Optional[int]) -> tf.Tensor:
+    """int32 []: how many predicted frames to keep so the last one is at most the episode's end.
+
+    ``step`` is the number of actions already executed in the episode (int64 []).
+    """
+    if episode_length is None:
+        return tf.constant(horizon, tf.int32)
+    left = tf.cast(episode_length, tf.int64) - tf.cast(step, tf.int64)
+    return tf.cast(tf.clip_by_value(left, 1, horizon), tf.int32)

@@ -1,0 +1,97 @@
+"""Model-free goal-reaching policies the planner is compared with, and the PyPolicy wrapper.
+
+* :class:`QShootingPolicy` — the Q-function alone (App. C.3): at every step, sample
+  ``num_actions`` actions uniformly over the action box and take the one with the highest
+  ``Q(s, a, g)``.
+* :class:`GCBCPolicy` — goal-conditioned behaviour cloning (App. B.3): ``a = π(s, g)``.
+* :func:`as_py_policy` — any of our ``TFPolicy``s (including :class:`MPCPolicy`) as a TF-Agents
+  ``PyPolicy`` for ``dm_env``/``PyEnvironment`` loops and ``PyDriver``.
+
+All act on the goal-conditioned observation ``{'image', 'goal_image', ...}`` (uint8
+[B, 64, 64, 3] each) and always return finite actions inside the action spec's bounds.
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional, Sequence
+
+import tensorflow as tf
+from tf_agents.policies import py_tf_eager_policy
+from tf_agents.policies import tf_policy
+from tf_agents.specs import tensor_spec
+from tf_agents.trajectories import policy_step
+
+
+def _safe(action: tf.Tensor, action_spec) -> tf.Tensor:
+    """Replaces non-finite entries by 0 and clips into the spec's bounds."""
+    action = tf.where(tf.math.is_finite(action), action, tf.zeros_like(action))
+    return tf.clip_by_value(action, action_spec.minimum, action_spec.maximum)
+
+
+class QShootingPolicy(tf_policy.TFPolicy):
+    """argmax over ``num_actions`` uniform random actions of ``q_fn(image, goal, action)``.
+
+    Args:
+      time_step_spec, action_spec: the environment's (TF) specs.
+      q_fn: ``(image [N,64,64,3], goal_image [N,64,64,3], action [N,A]) -> float32 [N]``, e.g.
+        ``LearnedDistance.q_values``.
+      num_actions: candidates per step (the paper: 100).
+      seed: base seed; candidates are drawn with stateless ops keyed on (seed, step), so the
+        policy is deterministic and exports with ``PolicySaver``.
+      models: modules ``q_fn`` uses (tracked for export).
+    """
+
+    def __init__(self, time_step_spec, action_spec, q_fn: Callable, num_actions: int = 100,
+                 seed: int = 0, models: Sequence[tf.Module] = (), name: Optional[str] = None):
+        self._q_fn = q_fn
+        self._num_actions = int(num_actions)
+        self._seed = int(seed)
+        self._models = tuple(models)
+        super().__init__(time_step_spec, action_spec,
+                         policy_state_spec={"step": tensor_spec.TensorSpec([], tf.int64)},
+                         name=name)
+
+    def _action(self, time_step, policy_state, seed):
+        del seed
+        spec = self.action_spec
+        n, a = self._num_actions, int(spec.shape[-1])
+        step = policy_state["step"]
+
+        def one(args):
+            image, goal, s = args
+            seed_pair = tf.stack([tf.constant(self._seed, tf.int64), s])
+            low = tf.broadcast_to(tf.constant(spec.minimum, tf.float32), [a])
+            high = tf.broadcast_to(tf.constant(spec.maximum, tf.float32), [a])
+            cand = low + (high - low) * tf.random.stateless_uniform([n, a], seed_pair)
+            q = self._q_fn(tf.repeat(image[None], n, 0), tf.repeat(goal[None], n, 0), cand)
+            q = tf.where(tf.math.is_finite(q), q, tf.fill(tf.shape(q), -float("inf")))
+            return tf.gather(cand, tf.argmax(q))
+
+        obs = time_step.observation
+        action = tf.map_fn(one, (obs["image"], obs["goal_image"], step),
+                           fn_output_signature=tf.TensorSpec([a], tf.float32))
+        return policy_step.PolicyStep(_safe(action, spec), {"step": step + 1}, ())
+
+
+class GCBCPolicy(tf_policy.TFPolicy):
+    """``a = action_fn(image, goal_image)`` (goal-conditioned behaviour cloning, App. B.3).
+
+    ``action_fn``: ``(image [B,64,64,3], goal_image [B,64,64,3]) -> float32 [B, A]``.
+    """
+
+    def __init__(self, time_step_spec, action_spec, action_fn: Callable,
+                 models: Sequence[tf.Module] = (), name: Optional[str] = None):
+        self._action_fn = action_fn
+        self._models = tuple(models)
+        super().__init__(time_step_spec, action_spec, name=name)
+
+    def _action(self, time_step, policy_state, seed):
+        del seed
+        obs = time_step.observation
+        action = tf.cast(self._action_fn(obs["image"], obs["goal_image"]), tf.float32)
+        return policy_step.PolicyStep(_safe(action, self.action_spec), policy_state, ())
+
+
+def as_py_policy(policy: tf_policy.TFPolicy) -> py_tf_eager_policy.PyTFEagerPolicy:
+    """A ``PyPolicy`` running ``policy`` eagerly-compiled (``tf.function``) on unbatched steps."""
+    return py_tf_eager_policy.PyTFEagerPolicy(policy, use_tf_function=True,
+                                              batch_time_steps=True)
