@@ -23,6 +23,34 @@ from mbold_tf.envs import scene
 from mbold_tf.envs import tasks
 
 
+def array_specs(image_size: int = 64):
+    """(observation spec dict, action spec) of the goal-conditioned environment (numpy specs).
+
+    observation: image, goal_image uint8 [S, S, 3]; joint_pos float32 [7]; gripper float32 [2].
+    action: float32 [4] in [-1, 1].
+    """
+    size = image_size
+    obs_spec = {
+        "image": array_spec.BoundedArraySpec((size, size, 3), np.uint8, 0, 255, "image"),
+        "goal_image": array_spec.BoundedArraySpec((size, size, 3), np.uint8, 0, 255,
+                                                  "goal_image"),
+        "joint_pos": array_spec.ArraySpec((len(scene.ARM_JOINTS),), np.float32, "joint_pos"),
+        "gripper": array_spec.ArraySpec((2,), np.float32, "gripper"),
+    }
+    action_spec = array_spec.BoundedArraySpec((tasks.ACTION_DIM,), np.float32, -1.0, 1.0,
+                                              "action")
+    return obs_spec, action_spec
+
+
+def tf_specs(image_size: int = 64):
+    """(time_step_spec, action_spec) as TF specs, for building TFPolicies without an env."""
+    from tf_agents.specs import tensor_spec  # pylint: disable=g-import-not-at-top
+
+    obs_spec, action_spec = array_specs(image_size)
+    return (tensor_spec.from_spec(ts_lib.time_step_spec(obs_spec)),
+            tensor_spec.from_spec(action_spec))
+
+
 class GoalConditionedPyEnvironment(py_environment.PyEnvironment):
     """A task whose episodes are the goals of a :class:`~mbold_tf.envs.goals.GoalSet`.
 
@@ -42,16 +70,7 @@ class GoalConditionedPyEnvironment(py_environment.PyEnvironment):
         self._next_goal = 0
         self._goal: Optional[int] = None
         self._t = 0
-        size = image_size
-        self._obs_spec = {
-            "image": array_spec.BoundedArraySpec((size, size, 3), np.uint8, 0, 255, "image"),
-            "goal_image": array_spec.BoundedArraySpec((size, size, 3), np.uint8, 0, 255,
-                                                      "goal_image"),
-            "joint_pos": array_spec.ArraySpec((len(scene.ARM_JOINTS),), np.float32, "joint_pos"),
-            "gripper": array_spec.ArraySpec((2,), np.float32, "gripper"),
-        }
-        self._action_spec = array_spec.BoundedArraySpec((tasks.ACTION_DIM,), np.float32, -1.0,
-                                                        1.0, "action")
+        self._obs_spec, self._action_spec = array_specs(image_size)
 
     # -- specs -----------------------------------------------------------------------------------
     def observation_spec(self):

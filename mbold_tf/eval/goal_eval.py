@@ -4,7 +4,7 @@ from __future__ import annotations
 import csv
 import json
 import os
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 from tf_agents.drivers import py_driver
@@ -25,19 +25,49 @@ class _FinalMetrics:
             self.rows.append(self.env.episode_metrics())
 
 
+class _FrameRecorder:
+    """Driver observer: keeps the frames of the current episode (image beside goal image)."""
+
+    def __init__(self):
+        self.frames: List[np.ndarray] = []
+
+    def __call__(self, trajectory):
+        obs = trajectory.observation
+        self.frames.append(np.concatenate([obs["image"], obs["goal_image"]], axis=1))
+
+
+def save_gif(path: str, frames: Sequence[np.ndarray], scale: int = 3, fps: int = 5) -> None:
+    """Writes uint8 frames [H, W, 3] (upscaled ``scale``×) as an animated GIF."""
+    from PIL import Image  # pylint: disable=g-import-not-at-top
+
+    images = [Image.fromarray(np.asarray(f, np.uint8)).resize(
+        (f.shape[1] * scale, f.shape[0] * scale), Image.NEAREST) for f in frames]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps),
+                   loop=0)
+
+
 def evaluate_py_policy(env: goal_env.GoalConditionedPyEnvironment, policy,
-                       goal_indices: Sequence[int]) -> List[Dict[str, float]]:
+                       goal_indices: Sequence[int], gif_dir: Optional[str] = None,
+                       num_gifs: int = 0, tag: str = "") -> List[Dict[str, float]]:
     """Runs ``policy`` (a TF-Agents PyPolicy) once on each goal in ``goal_indices``.
 
     Returns one dict per goal: goal_index, success (0/1), object_distance (m), arm_distance (m).
+    With ``gif_dir``, the first ``num_gifs`` episodes are saved as
+    ``<gif_dir>/<tag>goal<index>.gif`` (the camera image left, the goal image right).
     """
     final = _FinalMetrics(env)
     steps = py_metrics.EnvironmentSteps()
-    driver = py_driver.PyDriver(env, policy, observers=[final, steps], max_episodes=1)
-    for i in goal_indices:
+    recorder = _FrameRecorder()
+    observers = [final, steps] + ([recorder] if gif_dir and num_gifs else [])
+    driver = py_driver.PyDriver(env, policy, observers=observers, max_episodes=1)
+    for n, i in enumerate(goal_indices):
         env.set_goal(int(i))
         time_step = env.reset()
+        recorder.frames = []
         driver.run(time_step, policy.get_initial_state(batch_size=None))
+        if gif_dir and n < num_gifs and recorder.frames:
+            os.makedirs(gif_dir, exist_ok=True)
+            save_gif(os.path.join(gif_dir, f"{tag}goal{int(i)}.gif"), recorder.frames)
     return final.rows
 
 

@@ -1,0 +1,105 @@
+"""Build any of the compared goal-reaching policies by name, from trained models.
+
+Methods (the paper's comparisons, §5 and App. B/C):
+
+| name | policy |
+|---|---|
+| ``mbold`` | CEM-MPC over the video predictor, cost = learned distance (−Q) |
+| ``vf`` | Visual Foresight: CEM-MPC over the predictor, cost = pixel ℓ2 |
+| ``vae`` / ``temporal`` | CEM-MPC over the predictor, cost = VAE latent ℓ2 / temporal distance |
+| ``q_only`` | random shooting over 100 actions with the learned Q (App. C.3) |
+| ``gcbc`` | goal-conditioned behaviour cloning (App. B.3) |
+| ``random`` | uniform random actions |
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+import gin
+import tensorflow as tf
+from tf_agents.policies import random_tf_policy
+
+from mbold_tf.planning import cem
+from mbold_tf.planning import costs
+from mbold_tf.planning import mpc_policy
+from mbold_tf.planning import policies
+
+METHODS = ("mbold", "vf", "vae", "temporal", "q_only", "gcbc", "random")
+_PLANNER_COST = {"mbold": "learned_distance", "vf": "pixel_l2", "vae": "vae",
+                 "temporal": "temporal"}
+# The models each method needs, by key in the ``models`` dict.
+REQUIRES = {"mbold": ("predictor", "distance"), "vf": ("predictor",),
+            "vae": ("predictor", "vae"), "temporal": ("predictor", "temporal"),
+            "q_only": ("distance",), "gcbc": ("gcbc",), "random": ()}
+
+
+@gin.configurable
+def make_policy(method: str, time_step_spec, action_spec, init_std,
+                models: Dict[str, Any], seed: int = 0,
+                config: Optional[cem.CEMConfig] = None, replan_every: int = 6,
+                episode_length: Optional[int] = 30, q_only_actions: int = 100):
+    """Returns the TFPolicy for ``method``.
+
+    Args:
+      method: one of ``METHODS``.
+      time_step_spec, action_spec: TF specs of the goal-conditioned environment.
+      init_std: the task's data-collection std [A] (CEM's initial std).
+      models: trained models by role: 'predictor' (VideoPredictor), 'distance'
+        (LearnedDistance), 'vae', 'temporal' (baseline distances), 'gcbc' (GCBC model).
+      seed: planner / shooting seed.
+      config: CEMConfig (defaults to the gin-configured one).
+      replan_every: planned actions executed per replan (paper: 6).
+      episode_length: predictions are cut at the episode's end before scoring.
+      q_only_actions: candidates per step of the Q-only policy (App. C.3: 100).
+    """
+    if method not in METHODS:
+        raise ValueError(f"Unknown method {method!r}; choose one of {METHODS}.")
+    missing = [k for k in REQUIRES[method] if models.get(k) is None]
+    if missing:
+        raise ValueError(f"Method {method!r} needs trained model(s) {missing}; pass their run "
+                         f"directories (e.g. --{missing[0]}_dir).")
+    if method == "random":
+        return random_tf_policy.RandomTFPolicy(time_step_spec, action_spec, seed=seed)
+    if method == "q_only":
+        distance = models["distance"]
+        return policies.QShootingPolicy(time_step_spec, action_spec, distance.q_values,
+                                        num_actions=q_only_actions, seed=seed,
+                                        models=[distance])
+    if method == "gcbc":
+        gcbc = models["gcbc"]
+        return policies.GCBCPolicy(time_step_spec, action_spec, gcbc.action, models=[gcbc])
+    config = config or cem.CEMConfig()
+    predictor = models["predictor"]
+    horizon = getattr(predictor, "horizon", config.horizon)
+    if horizon != config.horizon:
+        raise ValueError(f"The predictor was trained for horizon {horizon} but CEM plans "
+                         f"horizon {config.horizon}; set CEMConfig.horizon = {horizon}.")
+    cost_name = _PLANNER_COST[method]
+    scorer = {"learned_distance": models.get("distance"), "pixel_l2": None,
+              "vae": models.get("vae"), "temporal": models.get("temporal")}[cost_name]
+    tracked = [m for m in (predictor, scorer) if isinstance(m, tf.Module)]
+    return mpc_policy.MPCPolicy(
+        time_step_spec, action_spec, costs.predictor_model_fn(predictor),
+        costs.make_cost(cost_name, scorer), init_std=init_std, config=config,
+        replan_every=replan_every, seed=seed, episode_length=episode_length, models=tracked,
+        name=method)
+
+
+def load_models(predictor_dir: Optional[str] = None, distance_dir: Optional[str] = None,
+                vae_dir: Optional[str] = None, temporal_dir: Optional[str] = None,
+                gcbc_dir: Optional[str] = None) -> Dict[str, Any]:
+    """Loads the trained models whose run directories are given, keyed by role."""
+    # Imported here: loading pulls in the training code, which plain planning does not need.
+    from mbold_tf.models import video_predictor  # pylint: disable=g-import-not-at-top
+    from mbold_tf.training import distance as distance_training  # pylint: disable=g-import-not-at-top
+
+    models: Dict[str, Any] = {}
+    if predictor_dir:
+        models["predictor"] = video_predictor.load_predictor(predictor_dir)
+    for role, path in (("distance", distance_dir), ("vae", vae_dir),
+                       ("temporal", temporal_dir)):
+        if path:
+            models[role] = distance_training.load_distance(path)
+    if gcbc_dir:
+        models["gcbc"] = distance_training.load_gcbc(gcbc_dir)
+    return models
