@@ -1,11 +1,14 @@
-"""The main job on the default task: data -> goals -> evaluation (grows with the pipeline).
+"""The main job on the default task: collect → TFDS → predictor → distance → evaluate → export.
 
     python -m launch.quickstart --preset=smoke   # minutes; used by a test
-    python -m launch.quickstart --preset=cpu     # the default
+    python -m launch.quickstart --preset=cpu     # the default (this 2-core CPU: see README)
 
-Stages that exist today: build the TFDS dataset (random correlated-noise episodes), generate the
-task's test goals, and evaluate the baseline policies (random) on them with TF-Agents drivers,
-printing the success table and saving results (JSON, CSV, Markdown) under ``--out``.
+Stages: build the TFDS dataset of random correlated-noise episodes, train the video predictor and
+the CQL-TD3 distance (gin presets ``gin/presets/<tiny|cpu>/``), generate the task's seeded test
+goals, evaluate MBOLD, Visual Foresight, the Q-function-only policy and a random policy with
+TF-Agents drivers over several seeds, print the table, export the MBOLD planner as a SavedModel
+and check it loads and acts. Everything is written under ``--out``; rerunning resumes the
+trainings from their checkpoints (a killed run loses nothing).
 """
 import json
 import os
@@ -14,50 +17,98 @@ import time
 from absl import app
 from absl import flags
 from absl import logging
-from tf_agents.policies import random_py_policy
+import gin
 
+import mbold_tf
 from mbold_tf.data.build import build
-from mbold_tf.envs import goal_env
 from mbold_tf.envs import goals
+from mbold_tf.envs import tasks
 from mbold_tf.eval import goal_eval
+from mbold_tf.eval import policy_eval
+from mbold_tf.export import robot_side
+from mbold_tf.export import saved_model
+from mbold_tf.envs import goal_env
+from mbold_tf.planning import factory
 
 PRESETS = {
-    # dataset size, test goals, evaluation seeds
-    "smoke": {"dataset": "tiny", "goals": 4, "seeds": 1},
-    "cpu": {"dataset": "cpu", "goals": 100, "seeds": 3},
+    # dataset size, gin preset folder, test goals, evaluation seeds, methods
+    "smoke": {"dataset": "tiny", "gin": "tiny", "goals": 2, "seeds": 1,
+              "methods": ["mbold", "vf", "q_only", "random"]},
+    "cpu": {"dataset": "cpu", "gin": "cpu", "goals": 20, "seeds": 3,
+            "methods": ["mbold", "vf", "q_only", "random"]},
 }
 flags.DEFINE_enum("preset", "cpu", sorted(PRESETS), "Size preset.")
 flags.DEFINE_string("task", "push1", "Task (the default task is push1).")
 flags.DEFINE_string("out", "artifacts/quickstart", "Output directory.")
 flags.DEFINE_string("data_dir", None, "TFDS data dir (default ~/tensorflow_datasets).")
+flags.DEFINE_integer("goals", None, "Override the preset's number of test goals.")
+flags.DEFINE_integer("seeds", None, "Override the preset's number of evaluation seeds.")
 FLAGS = flags.FLAGS
 
 
-def run(task: str, preset: str, out: str, data_dir=None) -> dict:
-    """Runs every stage; returns {'dataset': stats, 'table': rows}."""
+def _gin_files(preset_dir: str):
+    root = os.path.join(mbold_tf.REPO_ROOT, "gin", "presets", preset_dir)
+    return [os.path.join(root, f"{part}.gin") for part in ("predictor", "distance", "planner")]
+
+
+def run(task: str, preset: str, out: str, data_dir=None, num_goals=None, seeds=None) -> dict:
+    """Runs every stage; returns the summary dict (dataset stats, timings, table, export)."""
+    # Imported here so that `--help` stays fast and the package import order stays one-way.
+    from mbold_tf.training import distance as distance_training  # pylint: disable=g-import-not-at-top
+    from mbold_tf.training import predictor as predictor_training  # pylint: disable=g-import-not-at-top
+
     cfg = PRESETS[preset]
+    num_goals = num_goals or cfg["goals"]
+    seeds = seeds or cfg["seeds"]
     os.makedirs(out, exist_ok=True)
+    gin.clear_config()
+    gin.parse_config_files_and_bindings(_gin_files(cfg["gin"]), [])
+    dataset = f"mbold_tabletop/{task}_{cfg['dataset']}"
+    timings = {}
     t0 = time.time()
-    logging.info("[1/3] dataset mbold_tabletop/%s_%s", task, cfg["dataset"])
-    data_stats = build(f"{task}_{cfg['dataset']}", data_dir)
-    logging.info("[2/3] %d test goals for %s", cfg["goals"], task)
-    goal_set = goals.generate_goal_set(task, num_goals=cfg["goals"], seed=0)
+
+    def stage(name, n, fn):
+        logging.info("[%d/6] %s", n, name)
+        start = time.time()
+        result = fn()
+        timings[name] = round(time.time() - start, 1)
+        logging.info("[%d/6] %s done in %.1f s", n, name, timings[name])
+        return result
+
+    data_stats = stage("dataset", 1, lambda: build(f"{task}_{cfg['dataset']}", data_dir))
+    predictor_dir = os.path.join(out, "runs", "predictor")
+    distance_dir = os.path.join(out, "runs", "distance")
+    stage("train_predictor", 2, lambda: predictor_training.train_predictor(
+        predictor_dir, dataset=dataset, data_dir=data_dir))
+    stage("train_distance", 3, lambda: distance_training.train_distance(
+        distance_dir, method="cql_td3", dataset=dataset, data_dir=data_dir))
+    goal_set = stage("goals", 4, lambda: goals.generate_goal_set(task, num_goals=num_goals,
+                                                                seed=0))
     goal_set.save(os.path.join(out, f"goals_{task}.npz"))
-    logging.info("[3/3] evaluation over %d seeds", cfg["seeds"])
-    env = goal_env.GoalConditionedPyEnvironment(goal_set)
-    rows = {"random": {}}
-    try:
-        for seed in range(cfg["seeds"]):
-            policy = random_py_policy.RandomPyPolicy(env.time_step_spec(), env.action_spec(),
-                                                     seed=seed)
-            rows["random"][seed] = goal_eval.evaluate_py_policy(env, policy,
-                                                                range(len(goal_set)))
-    finally:
-        env.close()
-    table = goal_eval.summarize(rows)
-    goal_eval.write_results(out, rows, table)
+    models = factory.load_models(predictor_dir, distance_dir)
+    _, table = stage("evaluate", 5, lambda: policy_eval.evaluate_methods(
+        goal_set, cfg["methods"], models, list(range(seeds)), out, num_gifs=2))
+
+    def export():
+        path = os.path.join(out, "export", f"{task}_mbold")
+        time_step_spec, action_spec = goal_env.tf_specs()
+        policy = factory.make_policy("mbold", time_step_spec, action_spec,
+                                     tasks.task_spec(task).collection_std, models)
+        saved_model.export_policy(policy, path, {"task": task, "preset": preset})
+        robot = robot_side.RobotPolicy(path)  # loads with TensorFlow alone and acts
+        env = goal_env.GoalConditionedPyEnvironment(goal_set)
+        try:
+            time_step = env.reset()
+            robot.reset()
+            action = robot.act(time_step.observation)
+        finally:
+            env.close()
+        return {"path": path, "first_action": [round(float(a), 4) for a in action]}
+
+    exported = stage("export", 6, export)
     summary = {"task": task, "preset": preset, "dataset": data_stats, "table": table,
-               "seconds": round(time.time() - t0, 1)}
+               "timings_s": timings, "export": exported, "seconds": round(time.time() - t0, 1),
+               "goals": num_goals, "seeds": seeds, "gin": gin.config_str()}
     with open(os.path.join(out, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
     return summary
@@ -65,9 +116,11 @@ def run(task: str, preset: str, out: str, data_dir=None) -> dict:
 
 def main(argv):
     del argv
-    summary = run(FLAGS.task, FLAGS.preset, FLAGS.out, FLAGS.data_dir)
+    summary = run(FLAGS.task, FLAGS.preset, FLAGS.out, FLAGS.data_dir, FLAGS.goals, FLAGS.seeds)
     print(goal_eval.format_table(summary["table"]))
-    print(f"Results in {FLAGS.out} ({summary['seconds']} s).")
+    print(f"Stage times (s): {summary['timings_s']}")
+    print(f"Results in {FLAGS.out} ({summary['seconds']} s); exported policy in "
+          f"{summary['export']['path']}.")
 
 
 if __name__ == "__main__":

@@ -9,10 +9,14 @@ def test_smoke_quickstart(tmp_path):
     out = str(tmp_path / "qs")
     summary = quickstart.run("push1", "smoke", out, data_dir=str(tmp_path / "tfds"))
     assert summary["dataset"]["episodes"] == 8
-    assert [r["method"] for r in summary["table"]] == ["random"]
-    for name in ("results.json", "per_goal.csv", "table.md", "summary.json", "goals_push1.npz"):
+    assert [r["method"] for r in summary["table"]] == ["mbold", "vf", "q_only", "random"]
+    for name in ("results.json", "per_goal.csv", "table.md", "summary.json", "goals_push1.npz",
+                 "runs/predictor/config.json", "runs/distance/config.json",
+                 "export/push1_mbold/saved_model.pb", "gifs/mbold_seed0_goal0.gif"):
         assert os.path.exists(os.path.join(out, name)), name
     with open(os.path.join(out, "results.json")) as f:
-        rows = json.load(f)["per_goal"]["random"]["0"]
-    assert len(rows) == 4 and all(0.0 <= r["object_distance"] < 1.0 for r in rows)
-    assert "| random | 1 | 4 |" in open(os.path.join(out, "table.md")).read()
+        rows = json.load(f)["per_goal"]["mbold"]["0"]
+    assert len(rows) == 2 and all(0.0 <= r["object_distance"] < 1.0 for r in rows)
+    assert "| mbold | 1 | 2 |" in open(os.path.join(out, "table.md")).read()
+    action = summary["export"]["first_action"]
+    assert len(action) == 4 and all(-1.0 <= a <= 1.0 for a in action)

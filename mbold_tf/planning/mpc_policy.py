@@ -83,7 +83,7 @@ class MPCPolicy(tf_policy.TFPolicy):
         best, _ = cem_lib.cem(cost, init_mean, self._init_std, seed, self._config)
         return best
 
-    def _action(self, time_step, policy_state, seed):
+    def _action(self, time_step, policy_state, seed=None):
         del seed  # the planner is seeded by (base seed, step counter) for reproducibility
         plan, step = policy_state["plan"], policy_state["step"]
         phase = tf.math.floormod(step, self._replan_every)  # [B]

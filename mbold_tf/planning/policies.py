@@ -50,7 +50,7 @@ class QShootingPolicy(tf_policy.TFPolicy):
                          policy_state_spec={"step": tensor_spec.TensorSpec([], tf.int64)},
                          name=name)
 
-    def _action(self, time_step, policy_state, seed):
+    def _action(self, time_step, policy_state, seed=None):
         del seed
         spec = self.action_spec
         n, a = self._num_actions, int(spec.shape[-1])
@@ -80,14 +80,14 @@ class GCBCPolicy(tf_policy.TFPolicy):
 
     def __init__(self, time_step_spec, action_spec, action_fn: Callable,
                  models: Sequence[tf.Module] = (), name: Optional[str] = None):
-        self._action_fn = action_fn
+        self._bc_action_fn = action_fn
         self._models = tuple(models)
         super().__init__(time_step_spec, action_spec, name=name)
 
-    def _action(self, time_step, policy_state, seed):
+    def _action(self, time_step, policy_state, seed=None):
         del seed
         obs = time_step.observation
-        action = tf.cast(self._action_fn(obs["image"], obs["goal_image"]), tf.float32)
+        action = tf.cast(self._bc_action_fn(obs["image"], obs["goal_image"]), tf.float32)
         return policy_step.PolicyStep(_safe(action, self.action_spec), policy_state, ())
 
 

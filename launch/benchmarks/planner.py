@@ -1,0 +1,105 @@
+"""``python -m launch.benchmark planner``: time of one full CEM replan, in process and exported.
+
+For the CPU and paper configurations (``gin/presets/cpu`` and ``gin/paper``: predictor size and
+CEM samples/iterations), builds the MBOLD policy (video predictor + learned distance + CEM, the
+weights' values do not change the cost of a replan), and measures
+
+* ``replan_s``: one full replan (N samples × I iterations, h = 13 predicted frames each, scored
+  by the critics at the actor's action) through the compiled ``TFPolicy.action``;
+* ``exported_replan_s``: the same through the ``PolicySaver`` SavedModel loaded by the TF-only
+  robot-side runner;
+* ``s_per_executed_action``: replan time / actions executed per plan (the paper's planner needs
+  about 2 s per executed action).
+"""
+import os
+import statistics
+import tempfile
+import time
+
+import gin
+import numpy as np
+import tensorflow as tf
+
+import mbold_tf
+from mbold_tf.agents import distances
+from mbold_tf.envs import goal_env
+from mbold_tf.envs import tasks
+from mbold_tf.export import robot_side
+from mbold_tf.export import saved_model
+from mbold_tf.models import distance_networks as dn
+from mbold_tf.models import video_predictor
+from mbold_tf.planning import cem
+from mbold_tf.planning import factory
+
+CONFIGS = {"cpu": ("presets/cpu/predictor.gin", "presets/cpu/planner.gin"),
+           "paper": ("paper/predictor.gin", "paper/planner.gin")}
+
+
+def _observation(rng):
+    return {"image": rng.integers(0, 256, (64, 64, 3), dtype=np.uint8),
+            "goal_image": rng.integers(0, 256, (64, 64, 3), dtype=np.uint8),
+            "joint_pos": rng.normal(size=7).astype(np.float32),
+            "gripper": np.zeros(2, np.float32)}
+
+
+def _batched_time_step(time_step_spec, obs):
+    from tf_agents.trajectories import time_step as ts  # pylint: disable=g-import-not-at-top
+    return ts.restart({k: tf.constant(v[None]) for k, v in obs.items()}, batch_size=1)
+
+
+def _median_time(fn, repeats: int) -> float:
+    fn()  # warm-up: tracing and compilation
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _one_config(name: str, repeats: int) -> dict:
+    gin.clear_config()
+    gin.parse_config_files_and_bindings(
+        [os.path.join(mbold_tf.REPO_ROOT, "gin", f) for f in CONFIGS[name]], [])
+    config = cem.CEMConfig()
+    predictor = video_predictor.VideoPredictor()
+    actor, critic1, critic2 = dn.build_networks(dn.network_settings(),
+                                                act_spec=dn.action_spec(4))
+    distance = distances.LearnedDistance(actor, critic1, critic2)
+    time_step_spec, action_spec = goal_env.tf_specs()
+    policy = factory.make_policy("mbold", time_step_spec, action_spec,
+                                 tasks.task_spec("push1").collection_std,
+                                 {"predictor": predictor, "distance": distance})
+    obs = _observation(np.random.default_rng(0))
+    time_step = _batched_time_step(time_step_spec, obs)
+    action_fn = tf.function(policy.action)
+    state = policy.get_initial_state(1)  # step 0: every call replans
+    replan = _median_time(lambda: action_fn(time_step, state).action.numpy(), repeats)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "policy")
+        saved_model.export_policy(policy, path)
+        robot = robot_side.RobotPolicy(path)
+
+        def exported_step():
+            robot.reset()
+            return robot.act(obs)
+
+        exported = _median_time(exported_step, repeats)
+    replan_every = gin.query_parameter("make_policy.replan_every")
+    return {"samples": config.num_samples, "iterations": config.iterations,
+            "horizon": config.horizon, "replan_every": replan_every,
+            "predictor_settings": predictor.settings(),
+            "predicted_frames_per_replan": config.num_samples * config.iterations *
+            config.horizon,
+            "replan_s": round(replan, 3), "exported_replan_s": round(exported, 3),
+            "s_per_executed_action": round(replan / replan_every, 3),
+            "speedup_vs_paper_2s_per_action": round(2.0 / (replan / replan_every), 2)}
+
+
+def run(quick: bool) -> dict:
+    """Replan timings for the CPU and paper configurations (quick: CPU only, 1 repeat)."""
+    repeats = 1 if quick else 3
+    names = ["cpu"] if quick else ["cpu", "paper"]
+    results = {name: _one_config(name, repeats) for name in names}
+    return {"device": tf.config.list_physical_devices("GPU") and "gpu" or "cpu",
+            "cpu_count": os.cpu_count(), "repeats": repeats, **results}

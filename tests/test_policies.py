@@ -1,0 +1,76 @@
+"""Q-only shooting, GCBC and factory: behaviour, bounds and clear errors."""
+import numpy as np
+import pytest
+import tensorflow as tf
+from tf_agents.trajectories import time_step as ts
+
+from mbold_tf.envs import goal_env
+from mbold_tf.planning import costs
+from mbold_tf.planning import factory
+from mbold_tf.planning import policies
+
+TIME_STEP_SPEC, ACTION_SPEC = goal_env.tf_specs()
+TARGET = tf.constant([0.5, -0.3, 0.2, -0.8])
+
+
+def _time_step(batch=2):
+    rng = np.random.default_rng(0)
+    obs = {"image": rng.integers(0, 255, (batch, 64, 64, 3), dtype=np.uint8),
+           "goal_image": rng.integers(0, 255, (batch, 64, 64, 3), dtype=np.uint8),
+           "joint_pos": np.zeros((batch, 7), np.float32), "gripper": np.zeros((batch, 2),
+                                                                                np.float32)}
+    return ts.restart({k: tf.constant(v) for k, v in obs.items()}, batch_size=batch)
+
+
+def test_q_shooting_takes_the_best_of_its_candidates():
+    q_fn = lambda image, goal, action: -tf.reduce_sum((action - TARGET) ** 2, axis=-1)
+    policy = policies.QShootingPolicy(TIME_STEP_SPEC, ACTION_SPEC, q_fn, num_actions=100,
+                                      seed=1)
+    step = policy.action(_time_step(), policy.get_initial_state(2))
+    err = np.linalg.norm(step.action.numpy() - TARGET.numpy(), axis=-1)
+    rng = np.random.default_rng(0)
+    random_err = np.linalg.norm(rng.uniform(-1, 1, (1000, 4)) - TARGET.numpy(), axis=-1)
+    assert np.all(err < np.percentile(random_err, 5))  # better than 95% of random actions
+    assert np.all(step.state["step"].numpy() == 1)
+    again = policy.action(_time_step(), policy.get_initial_state(2))
+    np.testing.assert_array_equal(again.action.numpy(), step.action.numpy())  # seeded
+
+
+def test_gcbc_policy_returns_finite_bounded_actions():
+    wild = lambda image, goal: tf.constant([[3.0, np.nan, -7.0, 0.25]] * 2)
+    policy = policies.GCBCPolicy(TIME_STEP_SPEC, ACTION_SPEC, wild)
+    action = policy.action(_time_step()).action.numpy()
+    np.testing.assert_allclose(action, [[1.0, 0.0, -1.0, 0.25]] * 2)
+
+
+def test_pixel_cost_prefers_the_goal_frame():
+    goal = np.random.default_rng(1).integers(0, 255, (3, 64, 64, 3), dtype=np.uint8)
+    pred = np.stack([goal / 255.0, np.zeros_like(goal, np.float32),
+                     np.clip(goal / 255.0 + 0.1, 0, 1)]).astype(np.float32)  # [3, N=3, ...]
+    prediction = tf.constant(np.transpose(pred, [1, 0, 2, 3, 4]))  # [N, h=3, ...]: last frame
+    cost = costs.make_cost("pixel_l2")(prediction, {"goal_image": tf.constant(goal)}).numpy()
+    # the last predicted frame is what is scored: element i's last frame is pred[2][i]
+    direct = costs.pixel_l2(prediction[:, -1], goal).numpy()
+    np.testing.assert_allclose(cost, direct)
+    exact = costs.make_cost("pixel_l2")(tf.constant(goal[:, None] / 255.0, tf.float32),
+                                         {"goal_image": tf.constant(goal)}).numpy()
+    np.testing.assert_allclose(exact, 0.0, atol=1e-7)
+
+
+def test_scoring_horizon_stops_at_episode_end():
+    assert int(costs.scoring_horizon(tf.constant(0, tf.int64), 13, 30)) == 13
+    assert int(costs.scoring_horizon(tf.constant(24, tf.int64), 13, 30)) == 6
+    assert int(costs.scoring_horizon(tf.constant(40, tf.int64), 13, 30)) == 1
+    assert int(costs.scoring_horizon(tf.constant(24, tf.int64), 13, None)) == 13
+
+
+def test_bad_names_and_missing_models_fail_clearly():
+    with pytest.raises(ValueError, match=r"Unknown planning cost 'l1'.*pixel_l2"):
+        costs.make_cost("l1")
+    with pytest.raises(ValueError, match="needs a trained model"):
+        costs.make_cost("vae")
+    with pytest.raises(ValueError, match=r"Unknown method 'foresight'.*'vf'"):
+        factory.make_policy("foresight", TIME_STEP_SPEC, ACTION_SPEC, [0.6] * 4, {})
+    with pytest.raises(ValueError, match=r"'mbold' needs trained model\(s\) \['predictor', "
+                                         r"'distance'\]"):
+        factory.make_policy("mbold", TIME_STEP_SPEC, ACTION_SPEC, [0.6] * 4, {})
