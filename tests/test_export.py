@@ -107,3 +107,14 @@ def test_missing_or_foreign_export_fails_clearly(exported, tmp_path):
     json.dump(old, open(foreign / robot_side.METADATA_FILE, "w"))
     with pytest.raises(robot_side.ExportError, match="format version 0"):
         robot_side.RobotPolicy(str(foreign))
+
+
+def test_robot_side_steps_an_environment(exported):
+    """The TF-only runner drives the goal-conditioned env through a whole episode."""
+    policy = robot_side.RobotPolicy(exported["dir"])
+    env = goal_env.make_env("reach", goal=0, num_goals=1, seed=2)
+    try:
+        result = robot_side.run_episode(policy, env)
+    finally:
+        env.close()
+    assert result["steps"] == 30  # the task's episode length
