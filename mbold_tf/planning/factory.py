@@ -17,7 +17,6 @@ from typing import Any, Dict, Optional
 
 import gin
 import tensorflow as tf
-from tf_agents.policies import random_tf_policy
 
 from mbold_tf.planning import cem
 from mbold_tf.planning import costs
@@ -59,7 +58,10 @@ def make_policy(method: str, time_step_spec, action_spec, init_std,
         raise ValueError(f"Method {method!r} needs trained model(s) {missing}; pass their run "
                          f"directories (e.g. --{missing[0]}_dir).")
     if method == "random":
-        return random_tf_policy.RandomTFPolicy(time_step_spec, action_spec, seed=seed)
+        # Uniform over the action box, seeded by (seed, step): one random candidate, no scoring.
+        return policies.QShootingPolicy(
+            time_step_spec, action_spec, lambda image, goal, action: tf.zeros(tf.shape(action)[:1]),
+            num_actions=1, seed=seed, name="random")
     if method == "q_only":
         distance = models["distance"]
         return policies.QShootingPolicy(time_step_spec, action_spec, distance.q_values,

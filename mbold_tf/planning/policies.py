@@ -91,7 +91,18 @@ class GCBCPolicy(tf_policy.TFPolicy):
         return policy_step.PolicyStep(_safe(action, self.action_spec), policy_state, ())
 
 
+class UnbatchedPyPolicy(py_tf_eager_policy.PyTFEagerPolicy):
+    """``PyTFEagerPolicy`` for unbatched environments whose policy state is kept batched.
+
+    TF-Agents batches each unbatched time step to [1, ...] before calling the TFPolicy; this
+    makes ``get_initial_state(None)`` (what ``PyDriver`` users pass for unbatched envs) return a
+    batch-1 state to match, so stateful policies such as :class:`MPCPolicy` work in dm_env loops.
+    """
+
+    def _get_initial_state(self, batch_size):
+        return self._policy.get_initial_state(batch_size=1 if not batch_size else batch_size)
+
+
 def as_py_policy(policy: tf_policy.TFPolicy) -> py_tf_eager_policy.PyTFEagerPolicy:
-    """A ``PyPolicy`` running ``policy`` eagerly-compiled (``tf.function``) on unbatched steps."""
-    return py_tf_eager_policy.PyTFEagerPolicy(policy, use_tf_function=True,
-                                              batch_time_steps=True)
+    """A ``PyPolicy`` running ``policy`` compiled (``tf.function``) on unbatched time steps."""
+    return UnbatchedPyPolicy(policy, use_tf_function=True, batch_time_steps=True)
