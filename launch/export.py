@@ -17,6 +17,9 @@ from mbold_tf.envs import goal_env
 from mbold_tf.envs import tasks
 from mbold_tf.export import saved_model
 from mbold_tf.planning import factory
+# Registers every configurable the loaded models use before gin parses (and locks) the config.
+from mbold_tf.models import video_predictor  # pylint: disable=unused-import
+from mbold_tf.training import distance as distance_training  # pylint: disable=unused-import
 
 flags.DEFINE_string("task", "push1", "Task (sets the CEM initial std).")
 flags.DEFINE_enum("method", "mbold", list(factory.METHODS), "Policy to export.")
