@@ -30,6 +30,9 @@ from mbold_tf.models import distance_networks as dn
 from mbold_tf.models import video_predictor
 from mbold_tf.planning import cem
 from mbold_tf.planning import factory
+# The preset gin files also bind the training functions: register them before parsing.
+from mbold_tf.training import distance as _distance_training  # pylint: disable=unused-import
+from mbold_tf.training import predictor as _predictor_training  # pylint: disable=unused-import
 
 CONFIGS = {"cpu": ("presets/cpu/predictor.gin", "presets/cpu/planner.gin"),
            "paper": ("paper/predictor.gin", "paper/planner.gin")}

@@ -84,7 +84,7 @@ class TrainingLoop:
                     self.step.assign_add(1)
                     step = int(self.step.numpy())
                     if step % self.summary_every == 0 or step % self.log_every == 0 or \
-                            step == self.total_steps:
+                            step % self.checkpoint_every == 0 or step == self.total_steps:
                         last = {k: float(v) for k, v in outputs.items()}
                         bad = {k: v for k, v in last.items() if not math.isfinite(v)}
                         if bad:

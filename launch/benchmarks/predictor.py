@@ -1,0 +1,109 @@
+"""``python -m launch.benchmark predictor``: video-predictor training and prediction speed.
+
+For the CPU preset (gin/presets/cpu/predictor.gin) and the paper scale (gin/paper/predictor.gin):
+training steps/s at the preset's batch size (random frames and actions, the real train step with
+scheduled sampling and Adam), and closed-loop prediction throughput in predicted frames/s at
+B = 200, h = 13 (the planner's batch: 200 CEM samples). Also the XLA (``jit_compile=True``) vs
+graph ratio of prediction, measured in the same run, and the trace/compile time of each.
+"""
+import os
+import tempfile
+import time
+
+import gin
+import numpy as np
+import tensorflow as tf
+
+from mbold_tf.models import video_predictor as vp
+from mbold_tf.training import predictor as tp
+
+ROOT = os.path.join(os.path.dirname(__file__), "..", "..", "gin")
+SCALES = {"cpu": os.path.join(ROOT, "presets", "cpu", "predictor.gin"),
+          "paper": os.path.join(ROOT, "paper", "predictor.gin")}
+
+
+def _settings(path: str) -> dict:
+    gin.clear_config()
+    gin.parse_config_file(path)
+    try:
+        settings = vp.VideoPredictor().settings()
+        batch = gin.query_parameter("train_predictor.batch_size")
+    finally:
+        gin.clear_config()
+    return settings, batch
+
+
+def _predict_rate(settings, batch: int, repeats: int) -> dict:
+    model = vp.VideoPredictor(**settings).build_variables()
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (batch, model.context, 64, 64, 3), dtype=np.uint8)
+    actions = rng.uniform(-1, 1, (batch, model.horizon, model.action_dim)).astype(np.float32)
+    t0 = time.perf_counter()
+    model.predict(frames, actions).numpy()
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        model.predict(frames, actions).numpy()
+    seconds = (time.perf_counter() - t0) / repeats
+    return {"frames_per_s": round(batch * model.horizon / seconds, 1),
+            "seconds_per_call": round(seconds, 3), "first_call_s": round(first, 1)}
+
+
+def _train_rate(settings, batch: int, steps: int) -> dict:
+    """Steps/s of the real train step on random data (no input pipeline)."""
+    with tempfile.TemporaryDirectory() as root:
+        gin.clear_config()
+        for k, v in settings.items():
+            gin.bind_parameter(f"VideoPredictor.{k}", v)
+        try:
+            trainer = tp.PredictorTrainer(root, "unused", None, steps, batch, 1e-3, "l2", 0,
+                                          10 ** 9, 10 ** 9, 10 ** 9, False)
+        finally:
+            gin.clear_config()
+        m = trainer.model
+        rng = np.random.default_rng(0)
+        data = {"images": tf.constant(rng.integers(
+                    0, 256, (batch, m.context + m.horizon, 64, 64, 3), dtype=np.uint8)),
+                "actions": tf.constant(rng.uniform(-1, 1, (batch, m.horizon, m.action_dim)),
+                                       tf.float32)}
+        step_fn = tf.function(lambda b: trainer._replica_step(b, trainer.step))
+        t0 = time.perf_counter()
+        step_fn(data)["loss"].numpy()
+        first = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step_fn(data)["loss"].numpy()
+        seconds = time.perf_counter() - t0
+    return {"batch": batch, "steps_per_s": round(steps / seconds, 3),
+            "first_step_s": round(first, 1), "steps_timed": steps}
+
+
+def run(quick: bool = False) -> dict:
+    out = {"device": "GPU" if tf.config.list_logical_devices("GPU") else "CPU",
+           "cpu_threads": os.cpu_count()}
+    batch = 20 if quick else 200
+    for scale, path in SCALES.items():
+        settings, train_batch = _settings(path)
+        entry = {"settings": {k: settings[k] for k in (
+            "width", "norm", "transform", "num_transformed", "full_resolution_heads",
+            "horizon", "context")}}
+        steps = 2 if (quick or scale == "paper") else 10
+        entry["train"] = _train_rate(settings, train_batch, steps)
+        entry["predict"] = {"batch": batch, "horizon": settings["horizon"]}
+        entry["predict"]["graph"] = _predict_rate(dict(settings, jit_compile=False), batch,
+                                                  1 if scale == "paper" else 3)
+        if scale == "cpu":
+            entry["predict"]["xla"] = _predict_rate(dict(settings, jit_compile=True), batch, 3)
+            entry["predict"]["xla_over_graph"] = round(
+                entry["predict"]["xla"]["frames_per_s"] /
+                entry["predict"]["graph"]["frames_per_s"], 2)
+            # Layer norm's cost, same run (the paper scale uses it, the CPU preset does not).
+            entry["predict"]["with_layer_norm"] = _predict_rate(
+                dict(settings, norm="layer"), batch, 3)
+            entry["predict"]["layer_norm_over_none"] = round(
+                entry["predict"]["with_layer_norm"]["frames_per_s"] /
+                entry["predict"]["graph"]["frames_per_s"], 2)
+        out[scale] = entry
+    out["cpu_over_paper_predict"] = round(out["cpu"]["predict"]["graph"]["frames_per_s"] /
+                                          out["paper"]["predict"]["graph"]["frames_per_s"], 1)
+    return out

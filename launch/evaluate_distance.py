@@ -1,0 +1,86 @@
+"""Compare distance functions offline: ``python -m launch.evaluate_distance``.
+
+  python -m launch.evaluate_distance \
+      --root_dir=/work/runs/distance_cql_td3_push1_cpu \
+      --root_dir=/work/runs/distance_temporal_push1_cpu --pixel --heatmap_dir=docs
+
+For each run directory (and the pixel-ℓ2 baseline with --pixel) on the held-out split: Spearman
+ρ of the predicted distance with the true step offset of reached goals, and the AUC of reached
+goals against arm-joint hard negatives; writes Fig. 6-style heatmaps
+``<heatmap_dir>/heatmap_<name>.png``. Prints a table and, last, one JSON line.
+"""
+import json
+import os
+
+from absl import app
+from absl import flags
+import numpy as np
+
+flags.DEFINE_multi_string("root_dir", [], "Trained distance run directories.")
+flags.DEFINE_multi_string("name", [], "Display names, one per --root_dir (default: dir name).")
+flags.DEFINE_bool("pixel", False, "Also evaluate the pixel-l2 distance.")
+flags.DEFINE_string("dataset", "mbold_tabletop/push1_cpu", "TFDS dataset name or directory.")
+flags.DEFINE_string("data_dir", None, "TFDS data dir.")
+flags.DEFINE_string("split", "validation", "Held-out split.")
+flags.DEFINE_integer("num_pairs", 2000, "Pairs per measure.")
+flags.DEFINE_string("heatmap_dir", "docs", "Where heatmap PNGs go ('' to skip heatmaps).")
+flags.DEFINE_integer("heatmap_resolution", 21, "Grid points per axis.")
+flags.DEFINE_integer("seed", 0, "Pair sampling seed.")
+FLAGS = flags.FLAGS
+
+
+def _name(root_dir: str) -> str:
+    base = os.path.basename(os.path.normpath(root_dir))
+    base = base[len("distance_"):] if base.startswith("distance_") else base
+    for suffix in ("_push1_cpu", "_push1"):
+        if base.endswith(suffix):
+            base = base[:-len(suffix)]
+    return base
+
+
+def main(argv):
+    del argv
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    # pylint: disable=g-import-not-at-top
+    from mbold_tf.data import neighbors, rlds
+    from mbold_tf.eval import distance_quality as dq
+    from mbold_tf.models import baselines
+    from mbold_tf.training import distance as distance_training
+    if not FLAGS.root_dir and not FLAGS.pixel:
+        raise app.UsageError("Give at least one --root_dir or --pixel.")
+    if FLAGS.name and len(FLAGS.name) != len(FLAGS.root_dir):
+        raise app.UsageError("--name must be given once per --root_dir.")
+    names = FLAGS.name or [_name(r) for r in FLAGS.root_dir]
+    models = [(n, lambda r=r: distance_training.load_distance(r))
+              for n, r in zip(names, FLAGS.root_dir)]
+    if FLAGS.pixel:
+        models.append(("pixel_l2", baselines.PixelDistance))
+    arrays = rlds.load_episodes(FLAGS.dataset, FLAGS.split, data_dir=FLAGS.data_dir)
+    table = neighbors.neighbor_table(arrays)
+    grid = None
+    if FLAGS.heatmap_dir:
+        os.makedirs(FLAGS.heatmap_dir, exist_ok=True)
+        xs = np.linspace(-0.2, 0.2, FLAGS.heatmap_resolution)
+        grid = dq.block_grid_images(xs, xs, (0.1, -0.05))
+    rows = []
+    for name, make in models:
+        obj = make()
+        row = {"method": name, **dq.evaluate_distance(obj, arrays, table,
+                                                      num_pairs=FLAGS.num_pairs,
+                                                      seed=FLAGS.seed)}
+        if grid is not None:
+            path = os.path.join(FLAGS.heatmap_dir, f"heatmap_{name}.png")
+            hm = dq.distance_heatmap(obj, path, resolution=FLAGS.heatmap_resolution, grid=grid)
+            row.update(heatmap=path, heatmap_argmin_xy=hm["argmin_xy"],
+                       heatmap_argmin_error_m=round(hm["argmin_error_m"], 3))
+        rows.append(row)
+        print(f"{name}: spearman {row['spearman']:.3f}  auc {row['auc']:.3f}", flush=True)
+    print(dq.format_table(rows))
+    compact = [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()
+                if k != "mean_distance_by_offset"} for r in rows]
+    print(json.dumps({"split": FLAGS.split, "dataset": FLAGS.dataset, "rows": compact},
+                     sort_keys=True))
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,40 @@
+"""Train the distance function (CQL-TD3) or a baseline: ``python -m launch.train_distance``.
+
+  python -m launch.train_distance --root_dir=/work/runs/distance_cql_td3_push1_cpu \
+      --method=cql_td3 --gin_file=gin/presets/cpu/distance.gin
+
+Methods: cql_td3, td3, temporal, vae, gcbc. No hard negatives:
+``--gin_param="train_distance.negatives_key='none'"``. Rerunning with the same root_dir resumes.
+The last line printed is a JSON summary.
+"""
+import json
+import os
+
+from absl import app
+from absl import flags
+from absl import logging
+import gin
+
+flags.DEFINE_string("root_dir", None, "Run directory (checkpoints, summaries, config.json).")
+flags.DEFINE_string("method", None, "cql_td3, td3, temporal, vae or gcbc (overrides gin).")
+flags.DEFINE_multi_string("gin_file", [], "Gin files, applied in order.")
+flags.DEFINE_multi_string("gin_param", [], "Gin bindings, applied after the files.")
+flags.mark_flag_as_required("root_dir")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    del argv
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    from mbold_tf.training import distance  # pylint: disable=g-import-not-at-top
+    gin.parse_config_files_and_bindings(FLAGS.gin_file, FLAGS.gin_param)
+    kwargs = {"method": FLAGS.method} if FLAGS.method else {}
+    result = distance.train_distance(FLAGS.root_dir, **kwargs)
+    with open(os.path.join(FLAGS.root_dir, "operative_config.gin"), "w") as f:
+        f.write(gin.operative_config_str())
+    logging.info("done")
+    print(json.dumps(result, sort_keys=True))
+
+
+if __name__ == "__main__":
+    app.run(main)

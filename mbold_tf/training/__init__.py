@@ -1,0 +1,1 @@
+"""Training entry points (video predictor, distance function and baselines)."""

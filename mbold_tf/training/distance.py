@@ -1,0 +1,238 @@
+"""Training and loading of the distance function (CQL-TD3, §4 / App. A.1) and its baselines.
+
+``train_distance(root_dir, method=...)`` trains one of
+
+* ``'cql_td3'``: :class:`~mbold_tf.agents.cql_td3_agent.CqlTd3Agent` (TD3 + CQL-Lagrange) on
+  relabelled transitions with hard negatives (``negatives_key='none'`` trains without them);
+* ``'td3'``: the same agent without the CQL term;
+* ``'temporal'``: temporal distance regression (App. C.2);
+* ``'vae'``: VAE latent ℓ2 (App. C.1);
+* ``'gcbc'``: goal-conditioned behaviour cloning (App. B.3),
+
+through :class:`mbold_tf.utils.training.TrainingLoop` (resume, NaN guard, SIGTERM save, steps/s
+and ETA logs, TensorBoard scalars in ``root_dir/train``). The model's settings go to
+``root_dir/config.json`` (kind ``'distance'``); :func:`load_distance` and :func:`load_gcbc`
+rebuild the model from them and restore the latest checkpoint.
+"""
+from __future__ import annotations
+
+import os
+import time
+from typing import Dict, Optional
+
+from absl import logging
+import gin
+import tensorflow as tf
+from tf_agents.trajectories import time_step as ts
+
+from mbold_tf.agents import cql_td3_agent
+from mbold_tf.agents import distances
+from mbold_tf.data import neighbors
+from mbold_tf.data import pipelines
+from mbold_tf.data import rlds
+from mbold_tf.models import baselines
+from mbold_tf.models import distance_networks as dn
+from mbold_tf.utils import run_config
+from mbold_tf.utils import training
+
+KIND = "distance"
+METHODS = ("cql_td3", "td3", "temporal", "vae", "gcbc")
+AGENT_METHODS = ("cql_td3", "td3")
+
+
+def _check_choice(name: str, value, choices):
+    if value not in choices:
+        raise ValueError(f"Unknown {name} {value!r}; choose one of {choices}.")
+
+
+def build_agent(settings: Dict, learning_rate: float = 3e-4, cql_tau: float = 3.0,
+                train_step_counter: Optional[tf.Variable] = None):
+    """Networks and a :class:`CqlTd3Agent` from stored settings (``method``, ``gamma``, nets)."""
+    actor, critic1, critic2 = dn.build_networks(settings["networks"],
+                                                act_spec=dn.action_spec(settings["action_dim"]))
+    agent = cql_td3_agent.CqlTd3Agent(
+        ts.time_step_spec(dn.observation_spec()), dn.action_spec(settings["action_dim"]),
+        actor_network=actor, critic_network=critic1, critic_network_2=critic2,
+        actor_optimizer=tf.keras.optimizers.Adam(learning_rate),
+        critic_optimizer=tf.keras.optimizers.Adam(learning_rate),
+        cql=settings["method"] == "cql_td3", cql_tau=cql_tau, gamma=settings["gamma"],
+        td_target_bounds=distances.q_bounds(settings.get("reward_scheme", "indicator"),
+                                            settings["gamma"]),
+        train_step_counter=train_step_counter)
+    agent.initialize()
+    return agent, (actor, critic1, critic2)
+
+
+def build_baseline(settings: Dict):
+    """An (unbuilt) baseline model for ``settings['method']`` in 'temporal', 'vae', 'gcbc'."""
+    method, s = settings["method"], settings["networks"]
+    if method == "temporal":
+        return baselines.TemporalDistanceModel(s)
+    if method == "vae":
+        return baselines.VAE(s)
+    if method == "gcbc":
+        return baselines.GCBCPolicy(s, action_dim=settings["action_dim"])
+    raise ValueError(f"{method!r} is not a baseline; choose one of ('temporal', 'vae', 'gcbc').")
+
+
+def _build_baseline_variables(model, method: str):
+    x = tf.zeros([1, 64, 64, 3], tf.uint8)
+    if method == "vae":
+        model(x, training=False)
+    else:
+        model(x, x, training=False)
+
+
+@gin.configurable
+def train_distance(root_dir: str, method: str = "cql_td3",
+                   dataset: str = "mbold_tabletop/push1_cpu", data_dir: Optional[str] = None,
+                   total_steps: int = 93750, batch_size: int = 64,
+                   reward_scheme: str = "indicator", negatives_key: str = "state",
+                   gamma: float = 0.8, learning_rate: float = 3e-4, cql_tau: float = 3.0,
+                   seed: int = 0, max_episodes: Optional[int] = None,
+                   checkpoint_every: int = 5000, summary_every: int = 100,
+                   log_every: int = 500, arrays: Optional[rlds.EpisodeArrays] = None
+                   ) -> Dict:
+    """Trains a distance function (or GCBC) into ``root_dir``; resumes if it has a checkpoint.
+
+    Args:
+      root_dir: run directory (checkpoints, summaries, config.json).
+      method: one of METHODS.
+      dataset / data_dir / max_episodes: the RLDS dataset (train split) to read, unless
+        ``arrays`` (EpisodeArrays) is given.
+      total_steps: gradient steps (the paper: 93,750 for the distance, batch 64).
+      reward_scheme: 'indicator' or 'ten_one' (agent methods).
+      negatives_key: 'state' (paper), 'goal' (authors' code) or 'none' (no hard negatives).
+      gamma, learning_rate, cql_tau: Table 2 (γ 0.8, Adam 3e-4, τ 3 for reach/push, 10 door).
+      seed: data and initialisation seed.
+      checkpoint_every / summary_every / log_every: periods in steps.
+    Returns:
+      dict: method, steps, seconds, steps_per_s, the last scalars.
+    Raises:
+      ValueError listing the choices for an unknown method, reward scheme or negatives key;
+      NonFiniteLossError naming the step and the last good checkpoint for a NaN loss.
+    """
+    _check_choice("method", method, METHODS)
+    _check_choice("reward scheme", reward_scheme, distances.REWARD_SCHEMES)
+    _check_choice("negatives_key", negatives_key, pipelines.NEGATIVE_KEYS)
+    tf.random.set_seed(seed)
+    agent_kind = method in AGENT_METHODS
+    settings = {"method": method, "action_dim": 4,
+                "networks": dn.network_settings() if agent_kind else baselines.baseline_settings()}
+    if agent_kind:
+        settings.update(reward_scheme=reward_scheme, gamma=float(gamma),
+                        negatives_key=negatives_key)
+    run_config.check_or_write_config(root_dir, KIND, settings)
+    if arrays is None:
+        arrays = rlds.load_episodes(dataset, "train", data_dir=data_dir, max_episodes=max_episodes)
+    settings["action_dim"] = int(arrays.actions.shape[-1])
+    if settings["action_dim"] != 4:
+        raise ValueError(f"Expected 4-D actions, the dataset has {settings['action_dim']}.")
+
+    step = tf.Variable(0, dtype=tf.int64, name="global_step")
+    if agent_kind:
+        table = None
+        if negatives_key != "none":
+            table = neighbors.neighbor_table(arrays)
+        ds = pipelines.distance_dataset(arrays, neighbor_table=table, batch_size=batch_size,
+                                        negatives_key=negatives_key, reward_scheme=reward_scheme,
+                                        seed=seed)
+        agent, (actor, critic1, critic2) = build_agent(settings, learning_rate, cql_tau)
+        trackables = {"agent": agent, "actor_network": actor, "critic_network_1": critic1,
+                      "critic_network_2": critic2}
+        it = iter(ds)
+
+        @tf.function
+        def train_step():
+            batch = next(it)
+            with tf.summary.record_if(False):
+                info = agent.train(cql_td3_agent.trajectory_from_batch(batch))
+            out = {"loss": info.loss}
+            out.update({k: tf.cast(v, tf.float32) for k, v in info.extra._asdict().items()})
+            return out
+    else:
+        ds = pipelines.pairs_dataset(arrays, batch_size=batch_size, seed=seed)
+        model = build_baseline(settings)
+        _build_baseline_variables(model, method)
+        optimizer = tf.keras.optimizers.Adam(learning_rate)
+        trackables = {"model": model, "optimizer": optimizer}
+        it = iter(ds)
+
+        @tf.function
+        def train_step():
+            batch = next(it)
+            with tf.GradientTape() as tape:
+                losses = model.losses_for(batch, training=True)
+            variables = model.trainable_variables
+            optimizer.apply_gradients(zip(tape.gradient(losses["loss"], variables), variables))
+            return losses
+
+    loop = training.TrainingLoop(root_dir, trackables, step, total_steps,
+                                 checkpoint_every=checkpoint_every, summary_every=summary_every,
+                                 log_every=log_every)
+    loop.restore()  # (run() restores again, harmlessly) so that resumed runs time only new steps
+    start = int(step.numpy())
+    t0 = time.time()
+    last = loop.run(train_step)
+    seconds = time.time() - t0
+    done = int(step.numpy())
+    result = {"method": method, "steps": done, "seconds": round(seconds, 1),
+              "steps_per_s": round((done - start) / max(seconds, 1e-9), 2), **last}
+    logging.info("Trained %s: %s", method, result)
+    return result
+
+
+def _latest(root_dir: str) -> str:
+    latest = tf.train.latest_checkpoint(os.path.join(root_dir, "ckpt"))
+    if not latest:
+        raise FileNotFoundError(f"No checkpoint in {os.path.join(root_dir, 'ckpt')}; train with "
+                                f"python -m launch.train_distance --root_dir={root_dir}.")
+    return latest
+
+
+def _settings(root_dir: str) -> Dict:
+    return run_config.read_config(root_dir, KIND)
+
+
+def load_distance(root_dir: str):
+    """The trained distance in ``root_dir`` as an object with ``.distance(image, goal_image)``.
+
+    'cql_td3'/'td3' → :class:`~mbold_tf.agents.distances.LearnedDistance` (also ``q_values``
+    and ``action``); 'temporal' → TemporalDistanceModel; 'vae' → VAE (also ``encode``).
+    GCBC runs hold a policy: use :func:`load_gcbc`.
+    """
+    settings = _settings(root_dir)
+    method = settings["method"]
+    latest = _latest(root_dir)
+    if method in AGENT_METHODS:
+        actor, critic1, critic2 = dn.build_networks(
+            settings["networks"], act_spec=dn.action_spec(settings["action_dim"]))
+        ckpt = tf.train.Checkpoint(actor_network=actor, critic_network_1=critic1,
+                                   critic_network_2=critic2)
+        ckpt.restore(latest).expect_partial().assert_existing_objects_matched()
+        obj = distances.LearnedDistance(actor, critic1, critic2, settings["reward_scheme"],
+                                        settings["gamma"])
+    elif method == "gcbc":
+        raise ValueError(f"{root_dir!r} holds a GCBC policy, not a distance; use load_gcbc().")
+    else:
+        obj = build_baseline(settings)
+        _build_baseline_variables(obj, method)
+        tf.train.Checkpoint(model=obj).restore(latest).expect_partial() \
+            .assert_existing_objects_matched()
+    obj.method = method
+    obj.root_dir = root_dir
+    return obj
+
+
+def load_gcbc(root_dir: str) -> baselines.GCBCPolicy:
+    """The GCBC policy in ``root_dir`` (``.action(image, goal_image)`` → [B, 4] in [-1, 1])."""
+    settings = _settings(root_dir)
+    if settings["method"] != "gcbc":
+        raise ValueError(f"{root_dir!r} holds a {settings['method']!r} model, not 'gcbc'.")
+    model = build_baseline(settings)
+    _build_baseline_variables(model, "gcbc")
+    tf.train.Checkpoint(model=model).restore(_latest(root_dir)).expect_partial() \
+        .assert_existing_objects_matched()
+    model.method = "gcbc"
+    model.root_dir = root_dir
+    return model

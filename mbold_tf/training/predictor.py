@@ -1,0 +1,210 @@
+"""Trains the video predictor (MBOLD §4): ℓ2 (or ℓ1) loss over the h predicted frames.
+
+``train_predictor(root_dir)`` builds :class:`~mbold_tf.models.video_predictor.VideoPredictor`
+under gin, writes/checks ``root_dir/config.json``, and trains with Adam and scheduled sampling
+through :class:`~mbold_tf.utils.training.TrainingLoop` (resumable checkpoints in
+``root_dir/ckpt``, NaN guard, SIGTERM save, steps/s + ETA logs, TensorBoard scalars in
+``root_dir/train``) plus, every ``strip_every`` steps, a validation MSE and a strip image of real
+frames (top row) above closed-loop predictions (bottom row).
+
+One device: the default strategy; several visible GPUs: ``MirroredStrategy`` (the batch is the
+global batch). ``mixed_precision=True`` uses ``mixed_float16`` on GPU only (ignored on CPU);
+predictions and the loss stay float32.
+"""
+from __future__ import annotations
+
+import time
+from typing import Dict, Optional
+
+from absl import logging
+import gin
+import numpy as np
+import tensorflow as tf
+
+from mbold_tf.data import pipelines
+from mbold_tf.data import rlds
+from mbold_tf.eval import predictor_eval
+from mbold_tf.models import video_predictor as vp
+from mbold_tf.utils import run_config
+from mbold_tf.utils import training
+
+LOSSES = ("l2", "l1")
+
+
+def _strategy() -> tf.distribute.Strategy:
+    gpus = tf.config.list_logical_devices("GPU")
+    if len(gpus) > 1:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def reconstruction_loss(targets, preds, loss: str = "l2"):
+    """Mean over batch, frames and pixels of (pred - target)^2 ('l2') or |pred - target| ('l1')."""
+    diff = tf.cast(preds, tf.float32) - tf.cast(targets, tf.float32)
+    if loss == "l2":
+        return tf.reduce_mean(tf.square(diff))
+    if loss == "l1":
+        return tf.reduce_mean(tf.abs(diff))
+    raise ValueError(f"Unknown loss {loss!r}; choose one of {LOSSES}.")
+
+
+class PredictorTrainer:
+    """Model, optimizer, input pipeline, compiled train step and TrainingLoop of one run.
+
+    Built by :func:`train_predictor`; exposed so that tests and tools can restore a run's exact
+    training state (``trainer.loop.restore()``) without training.
+    """
+
+    def __init__(self, root_dir: str, dataset: str, data_dir: Optional[str], total_steps: int,
+                 batch_size: int, learning_rate: float, loss: str, seed: int,
+                 checkpoint_every: int, summary_every: int, log_every: int,
+                 mixed_precision: bool, arrays: Optional[rlds.EpisodeArrays] = None):
+        if loss not in LOSSES:
+            raise ValueError(f"Unknown loss {loss!r}; choose one of {LOSSES}.")
+        self.root_dir = root_dir
+        self.loss_name = loss
+        self.strategy = _strategy()
+        on_gpu = bool(tf.config.list_logical_devices("GPU"))
+        self.mixed = bool(mixed_precision and on_gpu)
+        if mixed_precision and not on_gpu:
+            logging.info("mixed_precision requested but no GPU is visible: training in float32.")
+        previous_policy = tf.keras.mixed_precision.global_policy()
+        if self.mixed:
+            tf.keras.mixed_precision.set_global_policy("mixed_float16")
+        try:
+            with self.strategy.scope():
+                self.model = vp.VideoPredictor()
+                run_config.check_or_write_config(root_dir, vp.KIND, self.model.settings())
+                self.model.build_variables()
+                optimizer = tf.keras.optimizers.Adam(learning_rate)
+                if self.mixed:
+                    optimizer = tf.keras.mixed_precision.LossScaleOptimizer(optimizer)
+                self.optimizer = optimizer
+                self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        finally:
+            tf.keras.mixed_precision.set_global_policy(previous_policy)
+        self.loop = training.TrainingLoop(
+            root_dir, {"model": self.model, "optimizer": self.optimizer}, self.step,
+            total_steps, checkpoint_every=checkpoint_every, summary_every=summary_every,
+            log_every=log_every)
+        self.dataset_name = dataset
+        self.data_dir = data_dir
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        self._arrays = arrays
+
+    # ---------------------------------------------------------------- data
+    def arrays(self, split: str = "train") -> rlds.EpisodeArrays:
+        if split == "train" and self._arrays is not None:
+            return self._arrays
+        arrays = rlds.load_episodes(self.dataset_name, split, data_dir=self.data_dir)
+        if split == "train":
+            self._arrays = arrays
+        return arrays
+
+    def _dataset(self, arrays, batch_size, seed):
+        return pipelines.predictor_dataset(arrays, batch_size=batch_size,
+                                           context=self.model.context,
+                                           horizon=self.model.horizon, seed=seed)
+
+    # ---------------------------------------------------------------- training
+    def _replica_step(self, batch, step):
+        model = self.model
+        images = tf.cast(batch["images"], tf.float32) / 255.0
+        frames, targets = images[:, :model.context], images[:, model.context:]
+        p = vp.ground_truth_probability(step, model.schedule_k)
+        seed = tf.cast(tf.stack([tf.constant(self.seed + 7919, tf.int64), step]), tf.int32)
+        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+        seed = tf.random.experimental.stateless_fold_in(seed, replica)
+        with tf.GradientTape() as tape:
+            preds, kl = model.unroll(frames, batch["actions"], targets, p, seed=seed,
+                                     training=True)
+            rec = reconstruction_loss(targets, preds, self.loss_name)
+            total = rec + model.kl_weight * kl if model.stochastic else rec
+            scaled = total / self.strategy.num_replicas_in_sync
+            if self.mixed:
+                scaled = self.optimizer.get_scaled_loss(scaled)
+        grads = tape.gradient(scaled, model.trainable_variables)
+        if self.mixed:
+            grads = self.optimizer.get_unscaled_gradients(grads)
+        self.optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        mse = tf.reduce_mean(tf.square(preds - targets))
+        out = {"loss": total, "mse": mse, "ground_truth_prob": p}
+        if model.stochastic:
+            out["kl"] = kl
+        return out
+
+    def train(self, strip_every: int = 0) -> Dict[str, float]:
+        train_ds = self.strategy.experimental_distribute_dataset(
+            self._dataset(self.arrays("train"), self.batch_size, self.seed))
+        iterator = iter(train_ds)
+
+        @tf.function
+        def compiled_step(batch):
+            outs = self.strategy.run(self._replica_step, args=(batch, self.step))
+            return {k: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
+                    for k, v in outs.items()}
+
+        def train_step():
+            return compiled_step(next(iterator))
+
+        summary_fn = None
+        if strip_every:
+            try:
+                val_arrays = self.arrays("validation")
+            except ValueError:
+                val_arrays = self.arrays("train")
+            val_batch = next(iter(self._dataset(val_arrays, 8, seed=12345)))
+
+            def summary_fn(step):
+                preds = self.model.predict(val_batch["images"][:, :self.model.context],
+                                           val_batch["actions"])
+                real = tf.cast(val_batch["images"][:, self.model.context:], tf.float32) / 255.0
+                tf.summary.scalar("validation/mse", tf.reduce_mean(tf.square(preds - real)),
+                                  step=step)
+                strips = [predictor_eval.strip_image(real[i].numpy(), preds[i].numpy())
+                          for i in range(3)]
+                tf.summary.image("validation/real_above_predicted", np.stack(strips), step=step,
+                                 max_outputs=3)
+
+        self.loop.restore()
+        start_step = int(self.step.numpy())
+        t0 = time.time()
+        last = self.loop.run(train_step, summary_fn=summary_fn, summary_fn_every=strip_every)
+        seconds = time.time() - t0
+        done = int(self.step.numpy()) - start_step
+        out = dict(last)
+        out.update(step=int(self.step.numpy()), train_seconds=round(seconds, 1),
+                   steps_per_s=round(done / max(seconds, 1e-9), 3))
+        return out
+
+
+@gin.configurable
+def train_predictor(root_dir: str, dataset: str = "mbold_tabletop/push1_cpu",
+                    data_dir: Optional[str] = None, total_steps: int = 200_000,
+                    batch_size: int = 16, learning_rate: float = 1e-3, loss: str = "l2",
+                    seed: int = 0, checkpoint_every: int = 1000, summary_every: int = 100,
+                    log_every: int = 100, strip_every: int = 1000,
+                    mixed_precision: bool = False,
+                    arrays: Optional[rlds.EpisodeArrays] = None) -> Dict[str, float]:
+    """Trains (or resumes) the video predictor in ``root_dir``; returns the final scalars.
+
+    Args:
+      root_dir: run directory (config.json, ckpt/, train/ summaries).
+      dataset / data_dir: TFDS name (or prepared directory) and data dir of the episodes.
+      total_steps: stop at this step (resuming counts the steps already done).
+      batch_size: global batch (paper 16). learning_rate: Adam (1e-3).
+      loss: 'l2' (paper) or 'l1' (the authors' code).
+      seed: input-pipeline and scheduled-sampling seed.
+      checkpoint_every / summary_every / log_every / strip_every: periods in steps
+        (strip_every=0 disables the validation strip and validation MSE summaries).
+      mixed_precision: mixed_float16 on GPU (ignored on CPU).
+      arrays: already loaded training episodes (skips loading ``dataset``).
+    Returns:
+      the last logged scalars (loss, mse, ground_truth_prob[, kl]) with step, train_seconds and
+      steps_per_s (of this invocation).
+    """
+    trainer = PredictorTrainer(root_dir, dataset, data_dir, total_steps, batch_size,
+                               learning_rate, loss, seed, checkpoint_every, summary_every,
+                               log_every, mixed_precision, arrays=arrays)
+    return trainer.train(strip_every=strip_every)

@@ -1,0 +1,284 @@
+"""Distance agent (CQL-TD3), Q → distance conversion, training loop and loaders (tiny, CPU)."""
+import json
+import math
+import os
+
+import gin
+import numpy as np
+import pytest
+import tensorflow as tf
+from scipy import stats
+
+from mbold_tf.agents import cql_td3_agent
+from mbold_tf.agents import distances
+from mbold_tf.data import rlds
+from mbold_tf.models import distance_networks as dn
+from mbold_tf.training import distance as td
+from mbold_tf.utils import training as training_lib
+
+TINY = dict(encoder_filters=(4, 8), kernel_size=4, strides=2, batch_norm_layers=(2,),
+            critic_fc_layers=1, actor_fc_layers=2, fc_units=16)
+
+
+# -- Q -> distance -------------------------------------------------------------------------------
+@pytest.mark.parametrize("gamma", [0.8, 0.5, 0.95])
+def test_q_to_distance_exact_values(gamma):
+    d = np.arange(1, 12, dtype=np.float64)
+    # indicator: Q = γ^d (d = steps after the action, the paper's d = log_γ Q)
+    np.testing.assert_allclose(distances.q_to_distance(gamma ** d, "indicator", gamma), d,
+                               rtol=1e-4)
+    # ten_one: Q = Σ_{k<d-1} γ^k · 1 + γ^(d-1) · 10, summed explicitly
+    q = np.array([sum(gamma ** k for k in range(int(n) - 1)) + 10 * gamma ** (n - 1) for n in d])
+    np.testing.assert_allclose(distances.q_to_distance(q, "ten_one", gamma), d, rtol=1e-4,
+                               atol=1e-4)
+    np.testing.assert_allclose(distances.distance_to_q(d, "ten_one", gamma), q, rtol=1e-5)
+
+
+def test_q_to_distance_matches_design_formula_and_never_nan():
+    q = np.array([5.0 + 5.0 * 0.8 ** 2, 10.0])
+    np.testing.assert_allclose(distances.q_to_distance(q, "ten_one", 0.8),
+                               1 + np.log((q - 5) / 5) / np.log(0.8), rtol=1e-5)
+    for scheme in distances.REWARD_SCHEMES:
+        out = distances.q_to_distance([-3.0, 0.0, 4.9, 11.0, 1e9, np.nan], scheme, 0.8).numpy()
+        assert np.all(np.isfinite(out)), (scheme, out)
+        assert np.all(out >= (0.0 if scheme == "indicator" else 1.0) - 1e-6)
+    assert distances.q_to_distance([1.0], "indicator", 0.8).numpy()[0] == pytest.approx(0.0)
+    assert distances.q_to_distance([10.0], "ten_one", 0.8).numpy()[0] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="indicator.*ten_one"):
+        distances.q_to_distance([1.0], "binary", 0.8)
+    with pytest.raises(ValueError, match="gamma"):
+        distances.q_to_distance([1.0], "ten_one", 0.9)
+
+
+# -- networks -------------------------------------------------------------------------------------
+def _expected_params(s, action_dim=4):
+    conv, c_in = 0, 6
+    for i, f in enumerate(s["encoder_filters"]):
+        conv += s["kernel_size"] ** 2 * c_in * f + f
+        if (i + 1) in s["batch_norm_layers"] and i < len(s["encoder_filters"]) - 1:
+            conv += 4 * f
+        c_in = f
+    side = 64 // s["strides"] ** len(s["encoder_filters"])
+    feat = side * side * c_in
+
+    def mlp(n_in, layers, out):
+        total = 0
+        for _ in range(layers):
+            total += n_in * s["fc_units"] + s["fc_units"] + 4 * s["fc_units"]
+            n_in = s["fc_units"]
+        return total + n_in * out + out
+    return conv + mlp(feat, s["actor_fc_layers"], action_dim), \
+        conv + mlp(feat + action_dim, s["critic_fc_layers"], 1)
+
+
+@pytest.mark.parametrize("settings", [TINY, dn.network_settings()], ids=["tiny", "paper"])
+def test_network_shapes_and_parameter_counts(settings):
+    settings = dn.network_settings(**settings)
+    actor, c1, c2 = dn.build_networks(settings)
+    want_actor, want_critic = _expected_params(settings)
+    count = lambda net: sum(int(np.prod(v.shape)) for v in net.variables)
+    assert count(actor) == want_actor
+    assert count(c1) == count(c2) == want_critic
+    if settings["critic_fc_layers"] == 6:  # App. A.1: encoder output 4×4×64 = 1024 features
+        assert want_critic - _expected_params(dict(settings, critic_fc_layers=0))[1] == \
+            (1028 * 128 + 128 * 5) + 5 * (128 * 128 + 128 * 5) - 1028 * 1 + 128
+    rng = np.random.default_rng(0)
+    obs = {"image": rng.integers(0, 256, (3, 64, 64, 3), dtype=np.uint8),
+           "goal_image": rng.integers(0, 256, (3, 64, 64, 3), dtype=np.uint8),
+           "joint_pos": np.zeros((3, 7), np.float32)}  # extra keys are ignored
+    a, _ = actor(obs)
+    assert a.shape == (3, 4) and np.all(np.abs(a) <= 1.0)
+    q, _ = c1((obs, a))
+    assert q.shape == (3,)
+    q_multi, _ = c1((obs, tf.stack([a, -a], 1)))
+    assert q_multi.shape == (3, 2)
+    np.testing.assert_allclose(q_multi[:, 0], q, rtol=1e-5, atol=1e-5)
+    obs_f = {k: obs[k].astype(np.float32) / 255.0 for k in dn.IMAGE_KEYS}
+    np.testing.assert_allclose(c1((obs_f, a))[0], q, rtol=1e-5, atol=1e-5)
+
+
+def test_networks_reject_bad_inputs():
+    actor, c1, _ = dn.build_networks(dn.network_settings(**TINY))
+    img = np.zeros((2, 64, 64, 3), np.uint8)
+    with pytest.raises(KeyError, match="goal_image"):
+        actor({"image": img})
+    with pytest.raises(ValueError, match=r"goal image must be \[\.\.\., 64, 64, 3\]"):
+        actor({"image": img, "goal_image": np.zeros((2, 32, 32, 3), np.uint8)})
+    with pytest.raises(TypeError, match="uint8.*float32"):
+        actor({"image": img, "goal_image": img.astype(np.int32)})
+    ld = distances.LearnedDistance(actor, c1, c1)
+    with pytest.raises(ValueError, match=r"goal image must be \[B,64,64,3\] uint8 or float32, "
+                                         r"got \[2, 64, 64\] uint8"):
+        ld.distance(img, img[..., 0])
+    with pytest.raises(ValueError, match=r"image must be \[B,64,64,3\].*int32"):
+        ld.q_values(img.astype(np.int32), img)
+    with pytest.raises(ValueError, match=r"action must be \[B, 4\]"):
+        ld.q_values(img, img, np.zeros((2, 3), np.float32))
+    d_u8 = ld.distance(img + 100, img)
+    d_f = ld.distance((img + 100).astype(np.float32) / 255, img.astype(np.float32) / 255)
+    assert d_u8.shape == (2,) and d_u8.dtype == tf.float32
+    np.testing.assert_allclose(d_u8, d_f, rtol=1e-4, atol=1e-4)
+
+
+# -- the agent ------------------------------------------------------------------------------------
+def _toy_batch(b=32, seed=0):
+    rng = np.random.default_rng(seed)
+    img = lambda: rng.integers(0, 256, (b, 64, 64, 3), dtype=np.uint8)
+    reached = np.arange(b) % 4 == 0
+    return {"observation": img(), "next_observation": img(), "goal": img(),
+            "action": rng.uniform(-0.3, 0.3, (b, 4)).astype(np.float32),
+            "reward": reached.astype(np.float32), "discount": 1.0 - reached.astype(np.float32)}
+
+
+@pytest.fixture(scope="module")
+def toy_agent():
+    settings = {"method": "cql_td3", "action_dim": 4, "gamma": 0.8,
+                "networks": dn.network_settings(**TINY)}
+    agent, _ = td.build_agent(settings, learning_rate=1e-3)
+    traj = cql_td3_agent.trajectory_from_batch(
+        {k: tf.constant(v) for k, v in _toy_batch().items()})
+    step = tf.function(lambda: agent.train(traj))
+    return agent, step
+
+
+def test_trajectory_from_batch_is_a_terminating_transition():
+    batch = {k: tf.constant(v) for k, v in _toy_batch(8).items()}
+    traj = cql_td3_agent.trajectory_from_batch(batch)
+    assert traj.observation["image"].shape == (8, 2, 64, 64, 3)
+    np.testing.assert_array_equal(traj.observation["goal_image"][:, 1], batch["goal"])
+    np.testing.assert_array_equal(traj.reward[:, 0], batch["reward"])
+    # terminal (reached) transitions: discount 0 and the next step is LAST
+    np.testing.assert_array_equal(traj.next_step_type[:, 0] == 2, batch["discount"] == 0)
+
+
+def test_lagrange_multiplier_moves_with_the_gap(toy_agent):
+    agent, step = toy_agent
+    agent.cql_tau.assign(-100.0)  # gap > τ: α must grow
+    before = float(agent.log_alpha.numpy())
+    info = step().extra
+    assert float(info.cql_gap) > -100.0
+    assert float(agent.log_alpha.numpy()) > before
+    agent.cql_tau.assign(100.0)  # gap < τ: α must shrink
+    before = float(agent.log_alpha.numpy())
+    step()
+    assert float(agent.log_alpha.numpy()) < before
+    assert np.isfinite(float(info.cql_alpha)) and float(info.cql_alpha) > 0
+
+
+def test_cql_lowers_q_of_random_actions(toy_agent):
+    agent, step = toy_agent
+    agent.cql_tau.assign(-5.0)  # keep the penalty active (α grows)
+    agent.log_alpha.assign(2.0)  # α ≈ 7.4: the CQL term dominates the TD loss on this toy batch
+    first = step().extra
+    gap0 = float(first.q_data) - float(first.q_random)
+    for _ in range(80):
+        info = step().extra
+    gap = float(info.q_data) - float(info.q_random)
+    assert gap > gap0 + 0.1, (gap0, gap)  # measured: 0.002 -> 0.147
+    assert float(info.q_random) < float(info.q_data)
+
+
+# -- training on a chain --------------------------------------------------------------------------
+def chain_arrays(num_episodes=60, length=10, positions=8, seed=0, walk=True):
+    """Random walks on a chain: the image shows a bar at the position; action[0] > 0 → +1.
+
+    ``walk=False``: every episode starts at 0 and always moves +1 (position = time).
+    """
+    rng = np.random.default_rng(seed)
+    images, actions, proprio = [], [], []
+    for _ in range(num_episodes):
+        pos = int(rng.integers(positions)) if walk else 0
+        for t in range(length):
+            img = np.zeros((64, 64, 3), np.uint8)
+            img[:, pos * 8:pos * 8 + 8] = 255
+            a = rng.uniform(-1, 1, 4).astype(np.float32)
+            if not walk:
+                a[0] = abs(a[0]) + 1e-3
+            images.append(img)
+            actions.append(a)
+            proprio.append(np.array([pos, rng.normal()], np.float32))
+            pos = int(np.clip(pos + (1 if a[0] > 0 else -1), 0, positions - 1))
+    n = num_episodes
+    return rlds.EpisodeArrays(
+        images=np.stack(images), actions=np.stack(actions), proprio=np.stack(proprio),
+        episode_start=np.arange(n, dtype=np.int64) * length,
+        episode_length=np.full(n, length, np.int64), episode_ids=np.arange(n, dtype=np.int64),
+        privileged={})
+
+
+def bar_image(pos):
+    img = np.zeros((64, 64, 3), np.uint8)
+    img[:, pos * 8:pos * 8 + 8] = 255
+    return img
+
+
+@pytest.fixture
+def tiny_gin():
+    gin.clear_config()
+    gin.bind_parameter("network_settings.encoder_filters", (8, 16))
+    gin.bind_parameter("network_settings.critic_fc_layers", 2)
+    gin.bind_parameter("network_settings.actor_fc_layers", 1)
+    gin.bind_parameter("network_settings.fc_units", 32)
+    # faster target networks: values must propagate over 4 bootstrapping steps in 300 updates
+    gin.bind_parameter("CqlTd3Agent.target_update_tau", 0.05)
+    gin.bind_parameter("CqlTd3Agent.target_update_period", 1)
+    yield
+    gin.clear_config()
+
+
+def test_learned_distance_orders_chain_states(tmp_path, tiny_gin):
+    arrays = chain_arrays(num_episodes=60, length=8, positions=5)
+    root = str(tmp_path / "chain")
+    result = td.train_distance(root, method="td3", arrays=arrays, total_steps=300,
+                               batch_size=64, negatives_key="none", learning_rate=1e-3,
+                               checkpoint_every=300, summary_every=50, log_every=300)
+    assert result["steps"] == 300
+    ld = td.load_distance(root)
+    assert isinstance(ld, distances.LearnedDistance)
+    with open(os.path.join(root, "config.json")) as f:
+        assert json.load(f)["settings"]["method"] == "td3"
+    goal = bar_image(4)
+    states = np.stack([bar_image(p) for p in range(4)])  # 4, 3, 2, 1 steps from the goal
+    d = ld.distance(states, np.repeat(goal[None], 4, 0)).numpy()
+    rho = stats.spearmanr(d, 4 - np.arange(4)).correlation
+    assert rho >= 0.8 and d[3] < d[0], d  # measured e.g. [61.9, 61.9, 8.1, 4.2]
+    # resuming with other model settings is refused before anything is built
+    with pytest.raises(ValueError, match="reward_scheme"):
+        td.train_distance(root, method="td3", arrays=arrays, total_steps=300,
+                          negatives_key="none", reward_scheme="ten_one")
+
+
+def test_unknown_method_or_scheme_in_gin_fails_clearly(tmp_path):
+    gin.clear_config()
+    try:
+        gin.parse_config("train_distance.reward_scheme = 'binary'")
+        with pytest.raises(ValueError, match=r"'binary'.*\('indicator', 'ten_one'\)"):
+            td.train_distance(str(tmp_path / "a"), arrays=chain_arrays(2))
+        gin.clear_config()
+        gin.parse_config("train_distance.method = 'sorb'")
+        with pytest.raises(ValueError, match=r"'sorb'.*'cql_td3', 'td3', 'temporal'"):
+            td.train_distance(str(tmp_path / "b"), arrays=chain_arrays(2))
+    finally:
+        gin.clear_config()
+    assert not os.path.exists(tmp_path / "a")
+
+
+def test_nan_loss_stops_training_naming_the_step(tmp_path):
+    gin.clear_config()
+    gin.bind_parameter("baseline_settings.encoder_filters", (4,))
+    gin.bind_parameter("baseline_settings.gcbc_fc_layers", 1)
+    gin.bind_parameter("baseline_settings.gcbc_units", 8)
+    try:
+        arrays = chain_arrays(4)
+        arrays.actions[:] = np.nan
+        with pytest.raises(training_lib.NonFiniteLossError, match="at step 1;.*none"):
+            td.train_distance(str(tmp_path / "nan"), method="gcbc", arrays=arrays,
+                              total_steps=5, batch_size=4, summary_every=1, log_every=1)
+    finally:
+        gin.clear_config()
+    assert not os.path.exists(tmp_path / "nan" / "ckpt" / "checkpoint")
+
+
+def test_load_errors_are_clear(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a training run directory"):
+        td.load_distance(str(tmp_path))
