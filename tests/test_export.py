@@ -1,4 +1,4 @@
-"""Exported SavedModel: same actions in a fresh process without mbold_tf; clear errors."""
+"""Exported MBOLD SavedModel (predictor + distance + CEM): same actions in a fresh process without mbold_tf; clear errors."""
 import json
 import os
 import subprocess
@@ -14,32 +14,26 @@ from mbold_tf.envs import goals
 from mbold_tf.export import robot_side
 from mbold_tf.export import saved_model
 from mbold_tf.planning import cem
-from mbold_tf.planning import costs
-from mbold_tf.planning import mpc_policy
+from mbold_tf.agents import distances
+from mbold_tf.models import distance_networks as dn
+from mbold_tf.models import video_predictor
+from mbold_tf.planning import factory
 
 ROBOT_SIDE = os.path.join(os.path.dirname(robot_side.__file__), "robot_side.py")
 
 
-class _ShiftModel(tf.keras.Model):
-    """A small learned-style image model: shifts the frame by a linear map of the actions."""
-
-    def __init__(self):
-        super().__init__()
-        self.proj = tf.keras.layers.Dense(3, kernel_initializer=tf.keras.initializers.Constant(0.3))
-        self.proj.build([None, 4])
-
-    def predict(self, frames, actions):
-        frames = tf.cast(frames[:, -1], tf.float32) / 255.0
-        tint = tf.tanh(tf.cumsum(self.proj(actions), axis=1))  # [N, h, 3]
-        return tf.clip_by_value(frames[:, None] + 0.2 * tint[:, :, None, None, :], 0.0, 1.0)
-
-
-def _policy(tf_env, model):
-    return mpc_policy.MPCPolicy(
-        tf_env.time_step_spec(), tf_env.action_spec(), costs.predictor_model_fn(model),
-        costs.make_cost("pixel_l2"), init_std=[0.6, 0.6, 0.3, 0.3],
-        config=cem.CEMConfig(num_samples=24, num_elites=4, iterations=2, horizon=5),
-        replan_every=2, episode_length=30, seed=3, models=[model])
+def _policy(tf_env):
+    """MBOLD at tiny scale: an (untrained) video predictor, learned distance and CEM."""
+    predictor = video_predictor.VideoPredictor(horizon=4, width=4, norm="none",
+                                               num_transformed=1, full_resolution_heads=False)
+    predictor.build_variables()
+    nets = dn.build_networks(dn.network_settings(encoder_filters=(8, 16), critic_fc_layers=1,
+                                                 actor_fc_layers=1, fc_units=16))
+    return factory.make_policy(
+        "mbold", tf_env.time_step_spec(), tf_env.action_spec(), [0.6, 0.6, 0.3, 0.3],
+        {"predictor": predictor, "distance": distances.LearnedDistance(*nets)}, seed=3,
+        config=cem.CEMConfig(num_samples=16, num_elites=4, iterations=2, horizon=4),
+        replan_every=2)
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +42,7 @@ def exported(tmp_path_factory):
     goal_set = goals.generate_goal_set("reach", num_goals=1, seed=2)
     env = goal_env.GoalConditionedPyEnvironment(goal_set)
     tf_env = tf_py_environment.TFPyEnvironment(env)
-    model = _ShiftModel()
-    policy = _policy(tf_env, model)
+    policy = _policy(tf_env)
     time_step = tf_env.reset()
     state = policy.get_initial_state(1)
     observations, actions = [], []

@@ -22,18 +22,14 @@ from typing import Callable, Optional
 import gin
 import tensorflow as tf
 
+from mbold_tf.models.distance_networks import to_float_image
+
 COSTS = ("learned_distance", "pixel_l2", "vae", "temporal")
-
-
-def _float_image(x: tf.Tensor) -> tf.Tensor:
-    """uint8 [0, 255] -> float32 [0, 1]; float images pass through."""
-    x = tf.convert_to_tensor(x)
-    return tf.cast(x, tf.float32) / 255.0 if x.dtype == tf.uint8 else tf.cast(x, tf.float32)
 
 
 def pixel_l2(frames: tf.Tensor, goal_images: tf.Tensor) -> tf.Tensor:
     """float32 [N]: mean squared difference of frames [N, 64, 64, 3] and goals, both in [0, 1]."""
-    return tf.reduce_mean(tf.square(_float_image(frames) - _float_image(goal_images)),
+    return tf.reduce_mean(tf.square(to_float_image(frames) - to_float_image(goal_images)),
                           axis=[1, 2, 3])
 
 
