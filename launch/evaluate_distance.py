@@ -2,11 +2,12 @@
 
   python -m launch.evaluate_distance \
       --root_dir=/work/runs/distance_cql_td3_push1_cpu \
-      --root_dir=/work/runs/distance_temporal_push1_cpu --pixel --heatmap_dir=docs
+      --root_dir=/work/runs/distance_temporal_push1_cpu --pixel --oracle --heatmap_dir=docs
 
 For each run directory (and the pixel-ℓ2 baseline with --pixel) on the held-out split: Spearman
 ρ of the predicted distance with the true step offset of reached goals, and the AUC of reached
-goals against arm-joint hard negatives; writes Fig. 6-style heatmaps
+goals against arm-joint hard negatives, and (for datasets with privileged state) ρ against the
+geometric displacement; --oracle scores that displacement itself. Writes Fig. 6-style heatmaps
 ``<heatmap_dir>/heatmap_<name>.png``. Prints a table and, last, one JSON line.
 """
 import json
@@ -19,6 +20,8 @@ import numpy as np
 flags.DEFINE_multi_string("root_dir", [], "Trained distance run directories.")
 flags.DEFINE_multi_string("name", [], "Display names, one per --root_dir (default: dir name).")
 flags.DEFINE_bool("pixel", False, "Also evaluate the pixel-l2 distance.")
+flags.DEFINE_bool("oracle", False, "Also score the privileged displacement (end effector + "
+                  "objects) as a distance: the ceiling random-walk offsets leave for Spearman.")
 flags.DEFINE_string("dataset", "mbold_tabletop/push1_cpu", "TFDS dataset name or directory.")
 flags.DEFINE_string("data_dir", None, "TFDS data dir.")
 flags.DEFINE_string("split", "validation", "Held-out split.")
@@ -46,8 +49,8 @@ def main(argv):
     from mbold_tf.eval import distance_quality as dq
     from mbold_tf.models import baselines
     from mbold_tf.training import distance as distance_training
-    if not FLAGS.root_dir and not FLAGS.pixel:
-        raise app.UsageError("Give at least one --root_dir or --pixel.")
+    if not FLAGS.root_dir and not FLAGS.pixel and not FLAGS.oracle:
+        raise app.UsageError("Give at least one --root_dir, --pixel or --oracle.")
     if FLAGS.name and len(FLAGS.name) != len(FLAGS.root_dir):
         raise app.UsageError("--name must be given once per --root_dir.")
     names = FLAGS.name or [_name(r) for r in FLAGS.root_dir]
@@ -56,6 +59,8 @@ def main(argv):
     if FLAGS.pixel:
         models.append(("pixel_l2", baselines.PixelDistance))
     arrays = rlds.load_episodes(FLAGS.dataset, FLAGS.split, data_dir=FLAGS.data_dir)
+    if FLAGS.oracle:
+        models.append(("oracle_geometric", lambda: dq.GeometricOracle(arrays)))
     table = neighbors.neighbor_table(arrays)
     grid = None
     if FLAGS.heatmap_dir:
@@ -68,7 +73,7 @@ def main(argv):
         row = {"method": name, **dq.evaluate_distance(obj, arrays, table,
                                                       num_pairs=FLAGS.num_pairs,
                                                       seed=FLAGS.seed)}
-        if grid is not None:
+        if grid is not None and not isinstance(obj, dq.GeometricOracle):
             path = os.path.join(FLAGS.heatmap_dir, f"heatmap_{name}.png")
             hm = dq.distance_heatmap(obj, path, resolution=FLAGS.heatmap_resolution, grid=grid)
             row.update(heatmap=path, heatmap_argmin_xy=hm["argmin_xy"],

@@ -1,4 +1,5 @@
 """Baseline distances (temporal regression, VAE, pixel ℓ2), GCBC and the quality measures."""
+import dataclasses
 import os
 
 import gin
@@ -102,6 +103,27 @@ def test_evaluate_distance_on_chain_with_pixel_and_oracle():
     assert len(res["mean_distance_by_offset"]) == 10  # NaN where no pair has that offset
     text = dq.format_table([{"method": "oracle", **res}])
     assert "oracle" in text and "AUC" in text
+
+
+def test_geometric_reference_and_oracle():
+    arrays = chain_arrays(num_episodes=30, length=8, walk=False)  # bar position = time
+    # privileged "end effector" at the bar position (1/8 m per step: exact in binary, so equal
+    # offsets give equal displacements), and a second key that never moves
+    pos = arrays.proprio[:, 0].astype(np.float64)
+    ee = np.stack([pos / 8, 0 * pos, 0 * pos], 1)
+    arrays = dataclasses.replace(arrays, privileged={"ee_pos": ee,
+                                                     "block_pos": np.ones((len(pos), 1, 3))})
+    np.testing.assert_allclose(dq.geometric_distance(arrays, np.array([0, 0]), np.array([3, 7])),
+                               [3 / 8, 7 / 8])
+    table = neighbors.neighbor_table(arrays, k=2)
+    oracle = dq.evaluate_distance(dq.GeometricOracle(arrays), arrays, table, num_pairs=300)
+    assert oracle["spearman"] == pytest.approx(1.0)  # displacement = offset on this chain
+    assert oracle["spearman_geometric"] == pytest.approx(1.0)
+    pixel = dq.evaluate_distance(baselines.PixelDistance(), arrays, table, num_pairs=300)
+    # displacement ∝ offset here, so ρ against either is the same for any distance
+    assert pixel["spearman_geometric"] == pytest.approx(pixel["spearman"])
+    with pytest.raises(ValueError, match="no privileged state"):
+        dq.geometric_distance(dataclasses.replace(arrays, privileged={}), np.array([0]), np.array([1]))
 
 
 def test_heatmap_minimum_at_the_goal_for_pixel_distance(tmp_path):

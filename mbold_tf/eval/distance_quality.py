@@ -6,6 +6,11 @@
   negatives*: frames of other episodes whose arm joints are nearest neighbours of the state's
   (:func:`mbold_tf.data.neighbors.neighbor_table` on the same split), i.e. arm in place, objects
   elsewhere. AUC = P(d(reached) < d(negative)) (ties count ½), computed from ranks.
+* **Geometric reference** (when the episodes carry privileged state): the displacement
+  ‖Δ end effector‖ + ‖Δ objects‖ between state and goal (metres, summed over the privileged keys).
+  A shortest-path distance should follow it, so ``spearman_geometric`` reports ρ against it, and
+  :func:`evaluate_geometric_oracle` scores the displacement itself as a distance: its ρ with Δ is
+  the ceiling that random-walk offsets leave for any distance that measures shortest paths.
 * **Heatmap** (Fig. 6): for a fixed goal image (block at ``goal_xy``), the distance from images
   with the block at every point of an x-y grid and the arm at its start pose, saved as a PNG.
 
@@ -64,6 +69,32 @@ def sample_pairs(arrays: EpisodeArrays, neighbor_table: np.ndarray, num_pairs: i
             "negative": np.stack([k, neg], 1)}
 
 
+def geometric_distance(arrays: EpisodeArrays, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Σ over privileged keys of ‖x[a] − x[b]‖ (metres): float64 [N] for index arrays a, b [N].
+
+    Raises ValueError if the episodes carry no privileged state (e.g. a foreign RLDS dataset).
+    """
+    if not arrays.privileged:
+        raise ValueError("These episodes carry no privileged state; the geometric reference "
+                         "needs the mbold_tabletop datasets (or a 'privileged' mapping).")
+    total = np.zeros(len(a), np.float64)
+    for value in arrays.privileged.values():
+        diff = (np.asarray(value[a], np.float64) - np.asarray(value[b], np.float64))
+        total += np.linalg.norm(diff.reshape(len(a), -1), axis=-1)
+    return total
+
+
+class GeometricOracle:
+    """The privileged displacement as a distance, addressed by step index (evaluation only)."""
+
+    def __init__(self, arrays: EpisodeArrays):
+        self._arrays = arrays
+
+    def distance_by_index(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """float64 [N]: :func:`geometric_distance` of steps ``a`` and ``b`` (int [N])."""
+        return geometric_distance(self._arrays, a, b)
+
+
 def evaluate_distance(distance_obj, arrays: EpisodeArrays,
                       neighbor_table: Optional[np.ndarray] = None, num_pairs: int = 2000,
                       max_offset: int = 10, near_offset: int = 3, batch_size: int = 256,
@@ -78,33 +109,41 @@ def evaluate_distance(distance_obj, arrays: EpisodeArrays,
         the reached goals for the AUC.
     Returns:
       dict: spearman, auc, mean_distance_reached, mean_distance_negative,
-      mean_distance_by_offset (list, Δ = 1..max_offset), num_pairs.
+      mean_distance_by_offset (list, Δ = 1..max_offset), num_pairs, and spearman_geometric
+      (ρ against the privileged displacement) when the episodes carry privileged state.
+      A :class:`GeometricOracle` is scored on the same pairs by index.
     """
     if neighbor_table is None:
         from mbold_tf.data import neighbors  # pylint: disable=g-import-not-at-top
         neighbor_table = neighbors.neighbor_table(arrays)
     pairs = sample_pairs(arrays, neighbor_table, num_pairs, max_offset, near_offset, seed)
-    im = arrays.images
-    r = pairs["ranked"]
-    d_ranked = _batched_distance(distance_obj, im[r[:, 0]], im[r[:, 1]], batch_size)
-    d_pos = _batched_distance(distance_obj, im[pairs["reached"][:, 0]],
-                              im[pairs["reached"][:, 1]], batch_size)
-    d_neg = _batched_distance(distance_obj, im[pairs["negative"][:, 0]],
-                              im[pairs["negative"][:, 1]], batch_size)
+    r, pos, neg = pairs["ranked"], pairs["reached"], pairs["negative"]
+    if isinstance(distance_obj, GeometricOracle):
+        d_ranked, d_pos, d_neg = (distance_obj.distance_by_index(x[:, 0], x[:, 1])
+                                  for x in (r, pos, neg))
+    else:
+        im = arrays.images
+        d_ranked, d_pos, d_neg = (_batched_distance(distance_obj, im[x[:, 0]], im[x[:, 1]],
+                                                    batch_size) for x in (r, pos, neg))
     rho = stats.spearmanr(d_ranked, r[:, 2]).correlation
     by_offset = [float(d_ranked[r[:, 2] == o].mean()) if np.any(r[:, 2] == o) else float("nan")
                  for o in range(1, max_offset + 1)]
-    return {"spearman": float(rho) if np.isfinite(rho) else 0.0,
-            "auc": roc_auc(-d_pos, -d_neg),  # smaller distance = positive
-            "mean_distance_reached": float(d_pos.mean()),
-            "mean_distance_negative": float(d_neg.mean()),
-            "mean_distance_by_offset": by_offset, "num_pairs": int(num_pairs)}
+    out = {"spearman": float(rho) if np.isfinite(rho) else 0.0,
+           "auc": roc_auc(-d_pos, -d_neg),  # smaller distance = positive
+           "mean_distance_reached": float(d_pos.mean()),
+           "mean_distance_negative": float(d_neg.mean()),
+           "mean_distance_by_offset": by_offset, "num_pairs": int(num_pairs)}
+    if arrays.privileged:
+        rho_g = stats.spearmanr(d_ranked, geometric_distance(arrays, r[:, 0], r[:, 1])).correlation
+        out["spearman_geometric"] = float(rho_g) if np.isfinite(rho_g) else 0.0
+    return out
 
 
 def format_table(rows: Sequence[Dict]) -> str:
     """A fixed-width text table of rows with 'method', 'spearman', 'auc' (and optional extras)."""
-    cols = ["method", "spearman", "auc", "mean_distance_reached", "mean_distance_negative"]
-    head = ["method", "Spearman", "AUC", "d(reached)", "d(negative)"]
+    cols = ["method", "spearman", "spearman_geometric", "auc", "mean_distance_reached",
+            "mean_distance_negative"]
+    head = ["method", "Spearman", "ρ geometric", "AUC", "d(reached)", "d(negative)"]
     lines = [f"{head[0]:<24}" + "".join(f"{h:>13}" for h in head[1:])]
     for row in rows:
         cells = [f"{row.get(c, float('nan')):>13.3f}" for c in cols[1:]]
