@@ -4,8 +4,10 @@ from __future__ import annotations
 import csv
 import json
 import os
+import time
 from typing import Dict, List, Optional, Sequence
 
+from absl import logging
 import numpy as np
 from tf_agents.drivers import py_driver
 from tf_agents.metrics import py_metrics
@@ -64,7 +66,13 @@ def evaluate_py_policy(env: goal_env.GoalConditionedPyEnvironment, policy,
         env.set_goal(int(i))
         time_step = env.reset()
         recorder.frames = []
+        start = time.time()
         driver.run(time_step, policy.get_initial_state(batch_size=None))
+        row = final.rows[-1] if final.rows else {}
+        logging.info("%sepisode %d/%d (goal %d): success %s, object %.3f m, arm %.3f m, %.1f s",
+                     tag, n + 1, len(goal_indices), int(i), bool(row.get("success", 0)),
+                     row.get("object_distance", float("nan")),
+                     row.get("arm_distance", float("nan")), time.time() - start)
         if gif_dir and n < num_gifs and recorder.frames:
             os.makedirs(gif_dir, exist_ok=True)
             save_gif(os.path.join(gif_dir, f"{tag}goal{int(i)}.gif"), recorder.frames)
