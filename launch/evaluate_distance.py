@@ -73,7 +73,7 @@ def main(argv):
         row = {"method": name, **dq.evaluate_distance(obj, arrays, table,
                                                       num_pairs=FLAGS.num_pairs,
                                                       seed=FLAGS.seed)}
-        if grid is not None and not isinstance(obj, dq.GeometricOracle):
+        if grid is not None and hasattr(obj, "distance"):  # image distances only
             path = os.path.join(FLAGS.heatmap_dir, f"heatmap_{name}.png")
             hm = dq.distance_heatmap(obj, path, resolution=FLAGS.heatmap_resolution, grid=grid)
             row.update(heatmap=path, heatmap_argmin_xy=hm["argmin_xy"],

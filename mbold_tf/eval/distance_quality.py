@@ -9,12 +9,13 @@
 * **Geometric reference** (when the episodes carry privileged state): the displacement
   ‖Δ end effector‖ + ‖Δ objects‖ between state and goal (metres, summed over the privileged keys).
   A shortest-path distance should follow it, so ``spearman_geometric`` reports ρ against it, and
-  :func:`evaluate_geometric_oracle` scores the displacement itself as a distance: its ρ with Δ is
+  ``GeometricOracle`` scores the displacement itself as a distance: its ρ with Δ is
   the ceiling that random-walk offsets leave for any distance that measures shortest paths.
 * **Heatmap** (Fig. 6): for a fixed goal image (block at ``goal_xy``), the distance from images
   with the block at every point of an x-y grid and the arm at its start pose, saved as a PNG.
 
-Every distance object only needs ``.distance(image, goal_image) -> [B]`` (smaller = closer).
+Every distance object only needs ``.distance(image, goal_image) -> [B]`` (smaller = closer), or
+``.distance_by_index(a, b) -> [N]`` for privileged references that read step indices.
 """
 from __future__ import annotations
 
@@ -111,14 +112,15 @@ def evaluate_distance(distance_obj, arrays: EpisodeArrays,
       dict: spearman, auc, mean_distance_reached, mean_distance_negative,
       mean_distance_by_offset (list, Δ = 1..max_offset), num_pairs, and spearman_geometric
       (ρ against the privileged displacement) when the episodes carry privileged state.
-      A :class:`GeometricOracle` is scored on the same pairs by index.
+      An object with ``distance_by_index(a, b)`` (e.g. :class:`GeometricOracle`) is scored on
+      the same pairs by step index instead of images.
     """
     if neighbor_table is None:
         from mbold_tf.data import neighbors  # pylint: disable=g-import-not-at-top
         neighbor_table = neighbors.neighbor_table(arrays)
     pairs = sample_pairs(arrays, neighbor_table, num_pairs, max_offset, near_offset, seed)
     r, pos, neg = pairs["ranked"], pairs["reached"], pairs["negative"]
-    if isinstance(distance_obj, GeometricOracle):
+    if hasattr(distance_obj, "distance_by_index"):  # privileged distances read steps, not images
         d_ranked, d_pos, d_neg = (distance_obj.distance_by_index(x[:, 0], x[:, 1])
                                   for x in (r, pos, neg))
     else:
