@@ -15,6 +15,7 @@ import os
 
 from absl import app
 from absl import flags
+from absl import logging
 import numpy as np
 
 flags.DEFINE_multi_string("root_dir", [], "Trained distance run directories.")
@@ -73,6 +74,15 @@ def main(argv):
         row = {"method": name, **dq.evaluate_distance(obj, arrays, table,
                                                       num_pairs=FLAGS.num_pairs,
                                                       seed=FLAGS.seed)}
+        if hasattr(obj, "q_values") and hasattr(obj, "action"):  # a TD3 actor + critics
+            health = dq.actor_health(obj, arrays)
+            row.update(health)
+            if health["q_actor"] < health["q_data"]:
+                logging.warning("%s: Q at the actor's action (%.3f) is below Q at the data actions "
+                                "(%.3f), %.0f%% of actor outputs saturated: the actor is not a "
+                                "maximiser and the distance reads extrapolated Q.", name,
+                                health["q_actor"], health["q_data"],
+                                100 * health["actor_saturated"])
         if grid is not None and hasattr(obj, "distance"):  # image distances only
             path = os.path.join(FLAGS.heatmap_dir, f"heatmap_{name}.png")
             hm = dq.distance_heatmap(obj, path, resolution=FLAGS.heatmap_resolution, grid=grid)

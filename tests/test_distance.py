@@ -308,3 +308,22 @@ def test_nan_loss_stops_training_naming_the_step(tmp_path):
 def test_load_errors_are_clear(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a training run directory"):
         td.load_distance(str(tmp_path))
+
+
+def test_actor_health_reads_q_at_actor_and_data_actions():
+    from mbold_tf.eval import distance_quality as dq
+    tf.random.set_seed(0)
+    actor, c1, c2 = dn.build_networks(dn.network_settings(**TINY))
+    ld = distances.LearnedDistance(actor, c1, c2)
+    arrays = chain_arrays(num_episodes=6, length=8, positions=5)
+    h = dq.actor_health(ld, arrays, num_states=16, offset=2, seed=0)
+    # the same states the function draws, recomputed directly
+    rng = np.random.default_rng(0)
+    last = np.repeat(arrays.episode_start + arrays.episode_length - 1, arrays.episode_length)
+    i = rng.choice(np.flatnonzero(last - np.arange(arrays.num_steps) >= 2), 16)
+    s, g = arrays.images[i], arrays.images[i + 2]
+    a = ld.action(s, g).numpy()
+    np.testing.assert_allclose(h["q_actor"], ld.q_values(s, g, a).numpy().mean(), rtol=1e-5)
+    np.testing.assert_allclose(h["q_data"], ld.q_values(s, g, arrays.actions[i]).numpy().mean(),
+                               rtol=1e-5)
+    assert h["actor_saturated"] == pytest.approx(np.mean(np.abs(a) > 0.99))

@@ -141,6 +141,27 @@ def evaluate_distance(distance_obj, arrays: EpisodeArrays,
     return out
 
 
+def actor_health(learned_distance, arrays: EpisodeArrays, num_states: int = 512,
+                 offset: int = 2, seed: int = 0) -> Dict[str, float]:
+    """Is the TD3 actor a usable maximiser of Q? (The distance reads Q at the actor's action.)
+
+    On ``num_states`` held-out states with the goal ``offset`` steps later: mean min(Q1, Q2) at
+    the actor's action (``q_actor``) and at the recorded action (``q_data``), and the share of
+    actor action components beyond ±0.99 (``actor_saturated``). A healthy actor has q_actor ≥
+    q_data; a collapsed one sits at the corners of the action box where Q is extrapolated, and
+    the distance then reads noise (retrain, e.g. with another seed).
+    """
+    rng = np.random.default_rng(seed)
+    last = np.repeat(arrays.episode_start + arrays.episode_length - 1, arrays.episode_length)
+    i = rng.choice(np.flatnonzero(last - np.arange(arrays.num_steps) >= offset), num_states)
+    s, g = arrays.images[i], arrays.images[i + offset]
+    a = np.asarray(learned_distance.action(s, g))
+    q_actor = float(np.mean(learned_distance.q_values(s, g)))
+    q_data = float(np.mean(learned_distance.q_values(s, g, arrays.actions[i])))
+    return {"q_actor": q_actor, "q_data": q_data,
+            "actor_saturated": float(np.mean(np.abs(a) > 0.99))}
+
+
 def format_table(rows: Sequence[Dict]) -> str:
     """A fixed-width text table of rows with 'method', 'spearman', 'auc' (and optional extras)."""
     cols = ["method", "spearman", "spearman_geometric", "auc", "mean_distance_reached",
