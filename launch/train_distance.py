@@ -28,9 +28,14 @@ def main(argv):
     os.environ.setdefault("MUJOCO_GL", "egl")
     from mbold_tf.training import distance  # pylint: disable=g-import-not-at-top
     gin.parse_config_files_and_bindings(FLAGS.gin_file, FLAGS.gin_param)
+    root_dir = os.path.expanduser(FLAGS.root_dir)
+    os.makedirs(root_dir, exist_ok=True)
+    # written before training (as launch.train_predictor does) so a killed run keeps its config
+    with open(os.path.join(root_dir, "gin_config.gin"), "w") as f:
+        f.write(gin.config_str())
     kwargs = {"method": FLAGS.method} if FLAGS.method else {}
-    result = distance.train_distance(FLAGS.root_dir, **kwargs)
-    with open(os.path.join(FLAGS.root_dir, "operative_config.gin"), "w") as f:
+    result = distance.train_distance(root_dir, **kwargs)
+    with open(os.path.join(root_dir, "operative_config.gin"), "w") as f:
         f.write(gin.operative_config_str())
     logging.info("done")
     print(json.dumps(result, sort_keys=True))
