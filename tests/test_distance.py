@@ -61,17 +61,19 @@ def _expected_params(s, action_dim=4):
     side = 64 // s["strides"] ** len(s["encoder_filters"])
     feat = side * side * c_in
 
-    def mlp(n_in, layers, out):
+    def mlp(n_in, layers, out, norm="batch"):
+        per_norm = {"batch": 4, "layer": 2, "none": 0}[norm] * s["fc_units"]
         total = 0
         for _ in range(layers):
-            total += n_in * s["fc_units"] + s["fc_units"] + 4 * s["fc_units"]
+            total += n_in * s["fc_units"] + s["fc_units"] + per_norm
             n_in = s["fc_units"]
         return total + n_in * out + out
     return conv + mlp(feat, s["actor_fc_layers"], action_dim), \
-        conv + mlp(feat + action_dim, s["critic_fc_layers"], 1)
+        conv + mlp(feat + action_dim, s["critic_fc_layers"], 1, s.get("critic_fc_norm", "batch"))
 
 
-@pytest.mark.parametrize("settings", [TINY, dn.network_settings()], ids=["tiny", "paper"])
+@pytest.mark.parametrize("settings", [TINY, dict(TINY, critic_fc_norm="layer"),
+                                      dn.network_settings()], ids=["tiny", "tiny_ln", "paper"])
 def test_network_shapes_and_parameter_counts(settings):
     settings = dn.network_settings(**settings)
     actor, c1, c2 = dn.build_networks(settings)
@@ -165,6 +167,97 @@ def test_lagrange_multiplier_moves_with_the_gap(toy_agent):
     assert np.isfinite(float(info.cql_alpha)) and float(info.cql_alpha) > 0
 
 
+def _agent_with(**bindings):
+    """A tiny CqlTd3Agent with CqlTd3Agent gin bindings (cleared again before returning)."""
+    tf.random.set_seed(5)
+    settings = {"method": "cql_td3", "action_dim": 4, "gamma": 0.8,
+                "networks": dn.network_settings(**TINY)}
+    try:
+        for k, v in bindings.items():
+            gin.bind_parameter(f"CqlTd3Agent.{k}", v)
+        agent, _ = td.build_agent(settings, learning_rate=1e-3)
+    finally:
+        gin.clear_config()
+    return agent
+
+
+def test_cql_action_set_holds_uniform_and_actor_actions_with_their_densities():
+    agent = _agent_with(num_cql_actions=5, num_policy_cql_actions=3, cql_policy_noise=0.2)
+    batch = _toy_batch(8)
+    obs = {"image": tf.constant(batch["observation"]), "goal_image": tf.constant(batch["goal"])}
+    acts, neg_logp = agent._cql_actions(obs, tf.constant(batch["action"]))
+    acts, neg_logp = acts.numpy(), neg_logp.numpy()
+    assert acts.shape == (8, 8, 4) and neg_logp.shape == (8, 8)
+    assert np.all(np.abs(acts) <= 1.0)
+    np.testing.assert_allclose(neg_logp[:, :5], 4 * math.log(2.0), rtol=1e-6)  # U([-1, 1]^4)
+    mu = agent.actor_network(obs)[0].numpy()
+    eps = acts[:, 5:] - mu[:, None]
+    inside = np.all(np.abs(acts[:, 5:]) < 1.0, axis=-1)  # clipped ones carry the unclipped ε
+    want = 0.5 * np.sum(eps ** 2, -1) / 0.04 + 4 * (math.log(0.2) + 0.5 * math.log(2 * math.pi))
+    np.testing.assert_allclose(neg_logp[:, 5:][inside], want[inside], rtol=1e-4, atol=1e-4)
+    assert np.all(np.linalg.norm(eps, axis=-1) < 2.0)  # around the actor's action
+
+
+def _actor_gap_after_training(bc_weight, steps=60):
+    """Mean ‖π(s, g) − a_data‖² after ``steps`` agent updates on the toy batch."""
+    agent = _agent_with(actor_bc_weight=bc_weight)
+    batch = _toy_batch()
+    traj = cql_td3_agent.trajectory_from_batch({k: tf.constant(v) for k, v in batch.items()})
+    step = tf.function(lambda: agent.train(traj))
+    for _ in range(steps):
+        step()
+    obs = {"image": tf.constant(batch["observation"]), "goal_image": tf.constant(batch["goal"])}
+    # training-mode batch-norm: the actor's moving averages lag after a few dozen updates
+    a = agent.actor_network(obs, training=True)[0].numpy()
+    return float(np.mean(np.sum((a - batch["action"]) ** 2, -1)))
+
+
+def test_actor_bc_weight_keeps_the_actor_near_data_actions():
+    # same initial weights (seed 5); data actions lie in [0.5, 1]^4, away from the initial actor
+    plain, bc = _actor_gap_after_training(0.0), _actor_gap_after_training(0.25)
+    # measured (60 steps, CPU kernels vary run to run): plain 2.7-3.2, β = 0.25 1.4-1.7
+    assert bc < 0.75 * plain, (plain, bc)
+    with pytest.raises(ValueError, match="actor_bc_weight"):
+        _agent_with(actor_bc_weight=-1.0)
+
+
+def test_reference_batch_norm_uses_data_rows_only():
+    # statistics of the first k rows normalise every row and alone move the averages
+    bn = dn.ReferenceBatchNorm(momentum=0.5, epsilon=1e-6)
+    rng = np.random.default_rng(0)
+    data = rng.normal(2.0, 3.0, (32, 5)).astype(np.float32)
+    extra = rng.normal(-50.0, 10.0, (320, 5)).astype(np.float32)
+    x = tf.constant(np.concatenate([data, extra]))
+    y = bn(x, training=True, reference_rows=32).numpy()
+    mu, sd = data.mean(0), data.std(0)
+    np.testing.assert_allclose(y[:32], (data - mu) / sd, atol=1e-3)
+    np.testing.assert_allclose(y[32:], (extra - mu) / sd, rtol=1e-3, atol=1e-2)
+    np.testing.assert_allclose(bn.moving_mean.numpy(), 0.5 * mu, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(bn.moving_variance.numpy(), 0.5 + 0.5 * sd ** 2, rtol=1e-4)
+    # without reference rows it is Keras batch-norm over all rows
+    z = bn(x, training=True).numpy()
+    np.testing.assert_allclose(z.mean(0), 0.0, atol=1e-3)
+
+
+def test_critic_joint_pass_matches_separate_inference_calls():
+    # data_and_extra_q at inference equals two plain calls; training rows are data-normalised
+    tf.random.set_seed(1)
+    _, critic, _ = dn.build_networks(dn.network_settings(**TINY))
+    rng = np.random.default_rng(1)
+    obs = {"image": tf.constant(rng.integers(0, 255, (6, 64, 64, 3)), tf.uint8),
+           "goal_image": tf.constant(rng.integers(0, 255, (6, 64, 64, 3)), tf.uint8)}
+    a = tf.constant(rng.uniform(-1, 1, (6, 4)), tf.float32)
+    extra = tf.constant(rng.uniform(-1, 1, (6, 3, 4)), tf.float32)
+    q_data, q_extra = critic.data_and_extra_q(obs, a, extra, training=False)
+    np.testing.assert_allclose(q_data.numpy(), critic((obs, a))[0].numpy(), atol=1e-5)
+    np.testing.assert_allclose(q_extra.numpy(), critic((obs, extra))[0].numpy(), atol=1e-5)
+    # with the extra actions equal to the data actions, training mode gives them equal Q
+    same = tf.repeat(a[:, None], 3, axis=1)
+    q_data, q_same = critic.data_and_extra_q(obs, a, same, training=True)
+    np.testing.assert_allclose(q_same.numpy(), np.repeat(q_data.numpy()[:, None], 3, 1),
+                               atol=1e-5)
+
+
 def _gap_after_training(method, steps=60):
     """Mean Q(s, a_data) − mean Q(s, a_uniform) of critic 1 after ``steps`` updates on a toy batch."""
     tf.random.set_seed(7)  # the same initial weights for both methods
@@ -179,15 +272,14 @@ def _gap_after_training(method, steps=60):
     step = tf.function(lambda: agent.train(traj))
     for _ in range(steps):
         step()
-    # one [B, 1 + 10, A] call in training mode, as the agent's CQL term sees data and random
-    # actions (batch-norm statistics over both; inference-mode moving averages lag after a few
-    # dozen updates)
+    # Q as the agent's CQL term sees it: data actions with batch statistics, random actions
+    # with the moving statistics (inference-mode data rows would lag after a few dozen updates)
     rng = np.random.default_rng(3)
     obs = {"image": tf.constant(batch["observation"]), "goal_image": tf.constant(batch["goal"])}
-    actions = np.concatenate([batch["action"][:, None],
-                              rng.uniform(-1, 1, (len(batch["action"]), 10, 4))], 1)
-    q = critic1((obs, tf.constant(actions, tf.float32)), training=True)[0].numpy()
-    return float(q[:, 0].mean() - q[:, 1:].mean())
+    rand = tf.constant(rng.uniform(-1, 1, (len(batch["action"]), 10, 4)), tf.float32)
+    q_data, q_rand = critic1.data_and_extra_q(obs, tf.constant(batch["action"]), rand,
+                                              training=True)
+    return float(q_data.numpy().mean() - q_rand.numpy().mean())
 
 
 def test_cql_lowers_q_of_random_actions():

@@ -4,11 +4,24 @@
 clipped target-policy noise, Polyak-averaged targets, delayed actor updates) and adds, to each
 critic's loss, the CQL gap (Kumar et al. 2020) as in the authors' code:
 
-    gap_i = mean_B[ logsumexp_j(Q_i(s, a_j, g) − log p(a_j)) − log N ] − mean_B[ Q_i(s, a_data, g) ]
+    gap_i = mean_B[ logsumexp_j(Q_i(s, a_j, g) − log p(a_j)) ] − mean_B[ Q_i(s, a_data, g) ]
 
-with N (10) actions a_j ~ U(action box) of density p = Π 1/(high − low). Lagrange form: the
-critic minimises α·Σ_i (gap_i − τ) and α = exp(log α) (log α starts at 0, clipped) maximises
-it, i.e. log α goes up while the mean gap exceeds the slack τ and down otherwise.
+with N (10) actions a_j ~ U(action box) of density p = Π 1/(high − low) (optionally minus
+log N: ``subtract_log_n``). Optionally (``num_policy_cql_actions`` M > 0, as in CQL(H)) the set
+also holds M actions around the actor's, a = π(s, g) + ε, ε ~ N(0, σ²) clipped to the box, with
+their Gaussian log density subtracted: the penalty then reaches the actions the actor picks,
+where an unpenalised critic extrapolates (the actor drifting to the corners of the box).
+Lagrange form: the critic minimises α·Σ_i (gap_i − τ) and α = exp(log α) (log α starts at 0,
+clipped) maximises it, i.e. log α goes up while the mean gap exceeds the slack τ and down
+otherwise. With Q in [0, 1] and 4-D actions in [−1, 1], log N + Σ log 2 ≈ 5.1 > τ = 3: α stays
+active until random-action Q sits about 2 below data Q, the margin the slack sets.
+
+Batch-norm: data and CQL actions go through each critic together, but the MLP's batch-norm
+statistics come from the data rows alone (``DistanceCriticNetwork.data_and_extra_q``), so the
+normalisation the critic is evaluated with (planner, actor loss, targets) is that of data
+actions. Measured alternatives: statistics over all rows let the 10 random actions per state
+dominate the moving averages; random rows on the moving averages (data rows on batch
+statistics) let the critic exploit the mismatch (random-action Q → −1,900 in 100 steps).
 
 The agent trains from ``agent.train(experience)`` with a 2-step ``Trajectory`` built by
 :func:`trajectory_from_batch` from the distance pipeline's batches (the goal image is part of
@@ -47,6 +60,14 @@ class CqlTd3Agent(td3_agent.Td3Agent):
       initial_log_alpha: start value of log α (0).
       log_alpha_bounds: log α is clipped into this interval.
       lagrange: if False, a fixed weight α = exp(initial_log_alpha) (no multiplier update).
+      subtract_log_n: subtract log(number of CQL actions) inside the gap (a mean instead of a
+        soft maximum; makes the gap ≈ 2.3 smaller at the same τ).
+      num_policy_cql_actions: M actions around the actor's action added to the CQL set (0: off).
+      cql_policy_noise: σ of the Gaussian around the actor's action for those M actions.
+      actor_bc_weight: β of a TD3+BC actor loss (Fujimoto & Gu 2021),
+        −β·Q(s, π(s, g), g) / mean|Q| + ‖π(s, g) − a_data‖² averaged over the batch; 0 (default,
+        the paper) is TD3's −Q. It keeps the actor, whose action the distance reads, inside the
+        data's action support, where the critic is trained (see the README's distance section).
       td_target_bounds: (low, high) the TD targets are clipped into: the range of the true Q for
         the reward scheme (``distances.q_bounds``; [0, 1] for 'indicator'). Without it the
         critics drift below that range (measured: mean Q ≈ −2 after 2,600 steps on push1_cpu).
@@ -59,6 +80,8 @@ class CqlTd3Agent(td3_agent.Td3Agent):
                  cql: bool = True, num_cql_actions: int = 10, cql_tau: float = 3.0,
                  alpha_learning_rate: float = 1e-3, initial_log_alpha: float = 0.0,
                  log_alpha_bounds=(-10.0, 10.0), lagrange: bool = True,
+                 subtract_log_n: bool = False, num_policy_cql_actions: int = 0,
+                 cql_policy_noise: float = 0.3, actor_bc_weight: float = 0.0,
                  td_target_bounds: Optional[Tuple[float, float]] = None,
                  gamma: float = 0.8, target_update_tau: float = 0.005,
                  target_update_period: int = 2, actor_update_period: int = 2,
@@ -80,6 +103,14 @@ class CqlTd3Agent(td3_agent.Td3Agent):
         self._cql_tau = tf.Variable(float(cql_tau), dtype=tf.float32, trainable=False,
                                     name="cql_tau")  # a variable: can be changed without retracing
         self._lagrange = bool(lagrange)
+        self._subtract_log_n = bool(subtract_log_n)
+        self._num_policy_cql_actions = int(num_policy_cql_actions)
+        self._cql_policy_noise = float(cql_policy_noise)
+        self._actor_bc_weight = float(actor_bc_weight)
+        if self._actor_bc_weight < 0.0:
+            raise ValueError(f"actor_bc_weight must be >= 0, got {actor_bc_weight}.")
+        if self._cql_policy_noise <= 0.0:
+            raise ValueError(f"cql_policy_noise must be > 0, got {cql_policy_noise}.")
         self._td_target_bounds = (None if td_target_bounds is None else
                                   (float(td_target_bounds[0]), float(td_target_bounds[1])))
         self._log_alpha_bounds = (float(log_alpha_bounds[0]), float(log_alpha_bounds[1]))
@@ -125,10 +156,10 @@ class CqlTd3Agent(td3_agent.Td3Agent):
     # -- losses ----------------------------------------------------------------------------------
     def critic_losses(self, time_steps, actions, next_time_steps, training: bool = False
                       ) -> Dict[str, tf.Tensor]:
-        """TD loss of both critics and the CQL gaps, from one critic pass per network.
+        """TD loss of both critics and the CQL gaps, from one encoder pass per critic.
 
-        Data and random actions go through the critic together ([B, 1 + N, A]; the image
-        encoder runs once per state).
+        Data actions [B, A] and CQL actions [B, N (+ M), A] share one pass; batch-norm
+        statistics come from the data rows (see the module docstring).
         """
         obs, next_obs = time_steps.observation, next_time_steps.observation
         target_actions, _ = self._target_actor_network(next_obs, next_time_steps.step_type,
@@ -148,28 +179,65 @@ class CqlTd3Agent(td3_agent.Td3Agent):
             td_target = tf.clip_by_value(td_target, *self._td_target_bounds)
         td_target = tf.stop_gradient(td_target)
 
-        batch = tf.shape(actions)[0]
-        n = self._num_cql_actions if self._cql else 0
-        all_actions = actions[:, None]
-        if n:
-            random_actions = tf.random.uniform(
-                tf.stack([batch, n, tf.shape(actions)[-1]]), dtype=tf.float32)
-            random_actions = self._action_low + random_actions * (self._action_high -
-                                                                  self._action_low)
-            all_actions = tf.concat([all_actions, random_actions], axis=1)
         out = {"td_loss": 0.0, "gaps": [], "q_data": 0.0, "q_random": 0.0,
                "td_target": tf.reduce_mean(td_target)}
+        if not self._cql:
+            for critic in (self._critic_network_1, self._critic_network_2):
+                q_data, _ = critic((obs, actions), time_steps.step_type, training=training)
+                out["td_loss"] += tf.reduce_mean(self._td_errors_loss_fn(td_target, q_data))
+                out["q_data"] += 0.5 * tf.reduce_mean(q_data)
+            return out
+
+        extra, neg_log_density = self._cql_actions(obs, actions)
+        n_total = self._num_cql_actions + self._num_policy_cql_actions
+        n_rand = self._num_cql_actions
         for critic in (self._critic_network_1, self._critic_network_2):
-            q_all, _ = critic((obs, all_actions), time_steps.step_type, training=training)
-            q_data = q_all[:, 0]
+            q_data, q_extra = critic.data_and_extra_q(obs, actions, extra, training=training)
             out["td_loss"] += tf.reduce_mean(self._td_errors_loss_fn(td_target, q_data))
             out["q_data"] += 0.5 * tf.reduce_mean(q_data)
-            if n:
-                q_rand = q_all[:, 1:]
-                lse = tf.reduce_logsumexp(q_rand - self._log_density, axis=1) - math.log(n)
-                out["gaps"].append(tf.reduce_mean(lse) - tf.reduce_mean(q_data))
-                out["q_random"] += 0.5 * tf.reduce_mean(q_rand)
+            lse = tf.reduce_logsumexp(q_extra + neg_log_density, axis=1)
+            if self._subtract_log_n:
+                lse -= math.log(n_total)
+            out["gaps"].append(tf.reduce_mean(lse) - tf.reduce_mean(q_data))
+            out["q_random"] += 0.5 * tf.reduce_mean(q_extra[:, :n_rand])
         return out
+
+    def actor_loss_bc(self, time_steps, data_actions, training: bool = False) -> tf.Tensor:
+        """Scalar actor loss: TD3's −mean Q(s, π(s)), or TD3+BC's when ``actor_bc_weight`` > 0."""
+        if self._actor_bc_weight <= 0.0:
+            return self.actor_loss(time_steps, training=training)
+        actions, _ = self._actor_network(time_steps.observation, time_steps.step_type,
+                                         training=training)
+        q, _ = self._critic_network_1((time_steps.observation, actions), time_steps.step_type,
+                                      training=False)
+        scale = self._actor_bc_weight / (tf.stop_gradient(tf.reduce_mean(tf.abs(q))) + 1e-6)
+        bc = tf.reduce_mean(tf.reduce_sum(tf.square(actions - data_actions), axis=-1))
+        return -scale * tf.reduce_mean(q) + bc
+
+    def _cql_actions(self, obs, actions) -> Tuple[tf.Tensor, tf.Tensor]:
+        """CQL's action set [B, N + M, A] and −log density of each action [B, N + M] (float32).
+
+        N uniform over the box (density Π 1/(high − low)); M around the actor's action (Gaussian
+        σ = ``cql_policy_noise``, clipped to the box; the clipping is ignored in the density).
+        """
+        batch = tf.shape(actions)[0]
+        dim = tf.shape(actions)[-1]
+        u = tf.random.uniform(tf.stack([batch, self._num_cql_actions, dim]), dtype=tf.float32)
+        rand = self._action_low + u * (self._action_high - self._action_low)
+        neg_logp = tf.fill(tf.stack([batch, self._num_cql_actions]), -self._log_density)
+        m = self._num_policy_cql_actions
+        if not m:
+            return rand, neg_logp
+        mu, _ = self._actor_network(obs, training=False)
+        mu = tf.stop_gradient(mu)
+        eps = tf.random.normal(tf.stack([batch, m, dim]), stddev=self._cql_policy_noise)
+        pol = tf.clip_by_value(mu[:, None] + eps, self._action_low, self._action_high)
+        sigma = self._cql_policy_noise
+        d = float(np.prod(self._action_low.shape))
+        gauss_logp = (-0.5 * tf.reduce_sum(tf.square(eps), -1) / sigma ** 2
+                      - d * (math.log(sigma) + 0.5 * math.log(2.0 * math.pi)))
+        return (tf.concat([rand, pol], axis=1),
+                tf.concat([neg_logp, -gauss_logp], axis=1))
 
     def _train(self, experience, weights=None):
         del weights  # uniform sampling; importance weights are not used
@@ -212,7 +280,7 @@ class CqlTd3Agent(td3_agent.Td3Agent):
         def optimize_actor():
             with tf.GradientTape(watch_accessed_variables=False) as atape:
                 atape.watch(actor_vars)
-                loss = self.actor_loss(time_steps, training=True)
+                loss = self.actor_loss_bc(time_steps, actions, training=True)
             self._apply_gradients(atape.gradient(loss, actor_vars), actor_vars,
                                   self._actor_optimizer)
             self._last_actor_loss.assign(loss)

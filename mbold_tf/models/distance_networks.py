@@ -8,7 +8,7 @@ concatenated channel-wise into a 64×64×6 input scaled to [0, 1].
 Convolutional encoder: 4 conv layers, filters [8, 16, 32, 64], kernel 4, stride 2, 'same'
 padding, LeakyReLU after the intermediate (first three) layers, batch-norm after the 2nd and 3rd
 LeakyReLU. Critic: flattened features ‖ action → ``critic_fc_layers`` × ``fc_units`` (ReLU +
-batch-norm) → 1. Actor: flattened features → ``actor_fc_layers`` × ``fc_units`` (ReLU +
+batch-norm, or LayerNorm / none: ``critic_fc_norm``) → 1. Actor: flattened features → ``actor_fc_layers`` × ``fc_units`` (ReLU +
 batch-norm) → action dim, tanh, scaled to the action spec.
 
 TF-Agents' ``Network.__call__`` checks input dtypes against ``input_tensor_spec``; these networks
@@ -97,15 +97,18 @@ def float_observation_spec(observation_spec=None) -> Dict[str, tf.TensorSpec]:
 def network_settings(encoder_filters: Sequence[int] = (8, 16, 32, 64), kernel_size: int = 4,
                      strides: int = 2, batch_norm_layers: Sequence[int] = (2, 3),
                      critic_fc_layers: int = 6, actor_fc_layers: int = 10,
-                     fc_units: int = 128) -> Dict:
+                     fc_units: int = 128, critic_fc_norm: str = "batch") -> Dict:
     """The distance networks' sizes (App. A.1 defaults), as a JSON-able dict (gin-configurable).
 
     ``batch_norm_layers``: 1-based conv layers followed by batch-norm (after their LeakyReLU).
+    ``critic_fc_norm``: normalisation after each critic FC layer: 'batch' (the paper), 'layer'
+    (per-row LayerNorm: no coupling between the rows of a batch, no train/inference gap) or
+    'none'. The actor keeps batch-norm.
     """
     return {"encoder_filters": [int(f) for f in encoder_filters], "kernel_size": int(kernel_size),
             "strides": int(strides), "batch_norm_layers": [int(i) for i in batch_norm_layers],
             "critic_fc_layers": int(critic_fc_layers), "actor_fc_layers": int(actor_fc_layers),
-            "fc_units": int(fc_units)}
+            "fc_units": int(fc_units), "critic_fc_norm": _check_norm(critic_fc_norm)}
 
 
 class ConvEncoder(tf.keras.layers.Layer):
@@ -136,19 +139,62 @@ class ConvEncoder(tf.keras.layers.Layer):
         return self._flatten(x)
 
 
-class MLP(tf.keras.layers.Layer):
-    """``num_layers`` × Dense(units) + ReLU + batch-norm, then a linear output layer."""
+class ReferenceBatchNorm(tf.keras.layers.BatchNormalization):
+    """Keras batch-norm whose training-mode statistics can come from the first rows only.
 
-    def __init__(self, num_layers: int, units: int, output_dim: int, name: str = "mlp"):
+    ``call(x, training, reference_rows=k)``: in training mode the mean and variance of
+    ``x[:k]`` normalise *all* rows and alone update the moving averages, so extra rows (CQL's
+    random actions) are normalised exactly like the data rows, in training and at inference.
+    Without ``reference_rows`` it is ``BatchNormalization`` (same variables, same checkpoints).
+    """
+
+    def call(self, inputs, training=None, reference_rows=None):
+        if reference_rows is None or not training:
+            return super().call(inputs, training=training)
+        ref = inputs[:reference_rows]
+        mean, variance = tf.nn.moments(ref, axes=[0])
+        m = self.momentum
+        self.moving_mean.assign(self.moving_mean * m + tf.stop_gradient(mean) * (1.0 - m))
+        self.moving_variance.assign(self.moving_variance * m
+                                    + tf.stop_gradient(variance) * (1.0 - m))
+        return tf.nn.batch_normalization(inputs, mean, variance, self.beta, self.gamma,
+                                         self.epsilon)
+
+
+FC_NORMS = ("batch", "layer", "none")
+
+
+def _check_norm(norm: str) -> str:
+    if norm not in FC_NORMS:
+        raise ValueError(f"Unknown FC normalisation {norm!r}; choose one of {FC_NORMS}.")
+    return norm
+
+
+class MLP(tf.keras.layers.Layer):
+    """``num_layers`` × Dense(units) + ReLU + norm ('batch', 'layer' or 'none'), then linear."""
+
+    def __init__(self, num_layers: int, units: int, output_dim: int, name: str = "mlp",
+                 norm: str = "batch"):
         super().__init__(name=name)
+        self._norm_kind = _check_norm(norm)
         self._dense = [tf.keras.layers.Dense(units, name=f"fc{i + 1}") for i in range(num_layers)]
-        self._norms = [tf.keras.layers.BatchNormalization(name=f"fc_bn{i + 1}")
-                       for i in range(num_layers)]
+        if norm == "batch":
+            self._norms = [ReferenceBatchNorm(name=f"fc_bn{i + 1}") for i in range(num_layers)]
+        elif norm == "layer":
+            self._norms = [tf.keras.layers.LayerNormalization(name=f"fc_ln{i + 1}")
+                           for i in range(num_layers)]
+        else:
+            self._norms = [None] * num_layers
         self._out = tf.keras.layers.Dense(output_dim, name="out")
 
-    def call(self, x, training=False):
+    def call(self, x, training=False, reference_rows=None):
+        """x float32 [R, F] → [R, output_dim]; ``reference_rows``: see ReferenceBatchNorm."""
         for dense, norm in zip(self._dense, self._norms):
-            x = norm(tf.nn.relu(dense(x)), training=training)
+            x = tf.nn.relu(dense(x))
+            if self._norm_kind == "batch":
+                x = norm(x, training=training, reference_rows=reference_rows)
+            elif norm is not None:
+                x = norm(x)
         return self._out(x)
 
 
@@ -165,13 +211,13 @@ class DistanceCriticNetwork(network.Network):
 
     def __init__(self, input_tensor_spec, encoder_filters=(8, 16, 32, 64), kernel_size=4,
                  strides=2, batch_norm_layers=(2, 3), critic_fc_layers=6, actor_fc_layers=10,
-                 fc_units=128, name="DistanceCriticNetwork"):
+                 fc_units=128, critic_fc_norm="batch", name="DistanceCriticNetwork"):
         del actor_fc_layers  # accepted so that network_settings() can be passed whole
         observation_spec, action_spec = input_tensor_spec
         spec = (float_observation_spec(observation_spec), action_spec)
         super().__init__(input_tensor_spec=spec, state_spec=(), name=name)
         self._encoder = ConvEncoder(encoder_filters, kernel_size, strides, batch_norm_layers)
-        self._mlp = MLP(critic_fc_layers, fc_units, 1, name="critic_mlp")
+        self._mlp = MLP(critic_fc_layers, fc_units, 1, name="critic_mlp", norm=critic_fc_norm)
 
     def __call__(self, inputs, *args, **kwargs):
         observation, action = inputs
@@ -192,14 +238,41 @@ class DistanceCriticNetwork(network.Network):
         h = tf.concat([features, action], axis=-1)
         return tf.squeeze(self._mlp(h, training=training), -1), network_state
 
+    def data_and_extra_q(self, observation, data_action, extra_actions, training=False
+                         ) -> Tuple[tf.Tensor, tf.Tensor]:
+        """Q at the data actions and at extra (e.g. CQL's random) actions, one encoder pass.
+
+        Args:
+          observation: dict with 'image', 'goal_image' [B, 64, 64, 3] (uint8 or float32).
+          data_action: float32 [B, A].
+          extra_actions: float32 [B, N, A].
+        In training mode the MLP's batch-norm statistics (and moving averages) come from the
+        B data rows alone and normalise the B·N extra rows too (``ReferenceBatchNorm``), so
+        off-data actions neither shift the normalisation the critic is evaluated with nor get
+        one of their own.
+        Returns:
+          (q_data float32 [B], q_extra float32 [B, N]).
+        """
+        obs = preprocess_observation(observation)
+        features = self._encoder(_stack_images(obs), training=training)
+        data_action = tf.cast(data_action, tf.float32)
+        extra_actions = tf.cast(extra_actions, tf.float32)
+        batch, n = tf.shape(extra_actions)[0], tf.shape(extra_actions)[1]
+        h_extra = tf.concat([tf.repeat(features[:, None], n, axis=1), extra_actions], axis=-1)
+        h = tf.concat([tf.concat([features, data_action], -1),
+                       tf.reshape(h_extra, [-1, h_extra.shape[-1]])], axis=0)
+        q = tf.squeeze(self._mlp(h, training=training, reference_rows=batch), -1)
+        return q[:batch], tf.reshape(q[batch:], tf.stack([batch, n]))
+
 
 class DistanceActorNetwork(network.Network):
     """π(s, g): observation dict → action in the action spec's box (tanh, rescaled)."""
 
     def __init__(self, input_tensor_spec, output_tensor_spec, encoder_filters=(8, 16, 32, 64),
                  kernel_size=4, strides=2, batch_norm_layers=(2, 3), critic_fc_layers=6,
-                 actor_fc_layers=10, fc_units=128, name="DistanceActorNetwork"):
-        del critic_fc_layers
+                 actor_fc_layers=10, fc_units=128, critic_fc_norm="batch",
+                 name="DistanceActorNetwork"):
+        del critic_fc_layers, critic_fc_norm
         super().__init__(input_tensor_spec=float_observation_spec(input_tensor_spec),
                          state_spec=(), name=name)
         self._output_tensor_spec = output_tensor_spec
