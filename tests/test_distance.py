@@ -286,7 +286,8 @@ def test_cql_lowers_q_of_random_actions():
     # same initial weights and batch; only the CQL term differs
     gap_td3 = _gap_after_training("td3")
     gap_cql = _gap_after_training("cql_td3")
-    # measured over 4 seeds: TD3 -0.03..0.14, CQL 3.6..4.0 (data actions lie in [0.5, 1]^4)
+    # data actions lie in [0.5, 1]^4; TD3 leaves Q(data) − Q(uniform) near 0 (measured −0.06
+    # to 0.14), CQL opens it (measured 3.6 to 4.0 with the earlier all-rows batch-norm pass)
     assert gap_cql > gap_td3 + 1.0, (gap_td3, gap_cql)
     assert gap_cql > 0, gap_cql  # data actions above random ones
 

@@ -8,8 +8,9 @@ concatenated channel-wise into a 64×64×6 input scaled to [0, 1].
 Convolutional encoder: 4 conv layers, filters [8, 16, 32, 64], kernel 4, stride 2, 'same'
 padding, LeakyReLU after the intermediate (first three) layers, batch-norm after the 2nd and 3rd
 LeakyReLU. Critic: flattened features ‖ action → ``critic_fc_layers`` × ``fc_units`` (ReLU +
-batch-norm, or LayerNorm / none: ``critic_fc_norm``) → 1. Actor: flattened features → ``actor_fc_layers`` × ``fc_units`` (ReLU +
-batch-norm) → action dim, tanh, scaled to the action spec.
+batch-norm, or LayerNorm / none: ``critic_fc_norm``) → 1. Actor: flattened features →
+``actor_fc_layers`` × ``fc_units`` (ReLU + batch-norm) → action dim, tanh, scaled to the action
+spec.
 
 TF-Agents' ``Network.__call__`` checks input dtypes against ``input_tensor_spec``; these networks
 convert their inputs (select the two image keys, uint8 → float32 / 255) *before* that check, so
