@@ -272,8 +272,8 @@ def _gap_after_training(method, steps=60):
     step = tf.function(lambda: agent.train(traj))
     for _ in range(steps):
         step()
-    # Q as the agent's CQL term sees it: data actions with batch statistics, random actions
-    # with the moving statistics (inference-mode data rows would lag after a few dozen updates)
+    # Q as the agent's CQL term sees it: one training-mode pass whose batch-norm statistics come
+    # from the data rows (inference-mode moving averages would lag after a few dozen updates)
     rng = np.random.default_rng(3)
     obs = {"image": tf.constant(batch["observation"]), "goal_image": tf.constant(batch["goal"])}
     rand = tf.constant(rng.uniform(-1, 1, (len(batch["action"]), 10, 4)), tf.float32)
