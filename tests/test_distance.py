@@ -14,6 +14,7 @@ from mbold_tf.agents import distances
 from mbold_tf.data import rlds
 from mbold_tf.models import distance_networks as dn
 from mbold_tf.training import distance as td
+from mbold_tf.utils import batch_norm
 from mbold_tf.utils import training as training_lib
 
 TINY = dict(encoder_filters=(4, 8), kernel_size=4, strides=2, batch_norm_layers=(2,),
@@ -237,6 +238,44 @@ def test_reference_batch_norm_uses_data_rows_only():
     # without reference rows it is Keras batch-norm over all rows
     z = bn(x, training=True).numpy()
     np.testing.assert_allclose(z.mean(0), 0.0, atol=1e-3)
+
+
+def test_recalibrate_sets_moving_statistics_to_the_batch_average():
+    layer = tf.keras.layers.Dense(3, kernel_initializer="ones")
+    bn = tf.keras.layers.BatchNormalization(momentum=0.99)
+    rng = np.random.default_rng(0)
+    batches = [tf.constant(rng.normal(k, 1.0 + k, (40, 2)), tf.float32) for k in range(3)]
+    model = tf.keras.Sequential([layer, bn])
+    model(batches[0], training=False)
+    weights = [w.numpy().copy() for w in model.trainable_weights]
+    n = batch_norm.recalibrate([model], lambda b: model(b, training=True), batches)
+    assert n == 3 and batch_norm.batch_norm_layers([model]) == [bn]
+    h = [layer(b).numpy() for b in batches]
+    np.testing.assert_allclose(bn.moving_mean.numpy(), np.mean([x.mean(0) for x in h], 0),
+                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(bn.moving_variance.numpy(), np.mean([x.var(0) for x in h], 0),
+                               rtol=1e-3)
+    assert bn.momentum == 0.99  # restored
+    for w, before in zip(model.trainable_weights, weights):
+        np.testing.assert_array_equal(w.numpy(), before)
+
+
+def test_recalibrated_critic_infers_as_it_trains():
+    # stale moving averages (as after weights drift) make inference differ from training;
+    # recalibrating on one batch makes inference-mode Q equal training-mode Q on it
+    tf.random.set_seed(2)
+    _, critic, _ = dn.build_networks(dn.network_settings(**TINY))
+    rng = np.random.default_rng(2)
+    obs = {"image": tf.constant(rng.integers(0, 255, (16, 64, 64, 3)), tf.uint8),
+           "goal_image": tf.constant(rng.integers(0, 255, (16, 64, 64, 3)), tf.uint8)}
+    a = tf.constant(rng.uniform(-1, 1, (16, 4)), tf.float32)
+    for layer in batch_norm.batch_norm_layers([critic]):
+        layer.moving_mean.assign(layer.moving_mean + 0.5)
+    q_train = critic((obs, a), training=True)[0].numpy()
+    stale = np.abs(critic((obs, a), training=False)[0].numpy() - q_train).mean()
+    batch_norm.recalibrate([critic], lambda b: critic(b, training=True), [(obs, a)])
+    fresh = np.abs(critic((obs, a), training=False)[0].numpy() - q_train).mean()
+    assert fresh < 1e-3 < stale, (fresh, stale)
 
 
 def test_critic_joint_pass_matches_separate_inference_calls():

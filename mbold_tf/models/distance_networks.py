@@ -98,18 +98,24 @@ def float_observation_spec(observation_spec=None) -> Dict[str, tf.TensorSpec]:
 def network_settings(encoder_filters: Sequence[int] = (8, 16, 32, 64), kernel_size: int = 4,
                      strides: int = 2, batch_norm_layers: Sequence[int] = (2, 3),
                      critic_fc_layers: int = 6, actor_fc_layers: int = 10,
-                     fc_units: int = 128, critic_fc_norm: str = "batch") -> Dict:
+                     fc_units: int = 128, critic_fc_norm: str = "batch",
+                     batch_norm_momentum: float = 0.99) -> Dict:
     """The distance networks' sizes (App. A.1 defaults), as a JSON-able dict (gin-configurable).
 
     ``batch_norm_layers``: 1-based conv layers followed by batch-norm (after their LeakyReLU).
     ``critic_fc_norm``: normalisation after each critic FC layer: 'batch' (the paper), 'layer'
     (per-row LayerNorm: no coupling between the rows of a batch, no train/inference gap) or
     'none'. The actor keeps batch-norm.
+    ``batch_norm_momentum``: of every batch-norm layer's moving averages (Keras' 0.99 averages
+    about the last 100 batches; PyTorch's default, 0.1 there, is 0.9 here).
     """
+    if not 0.0 <= batch_norm_momentum < 1.0:
+        raise ValueError(f"batch_norm_momentum must be in [0, 1), got {batch_norm_momentum}.")
     return {"encoder_filters": [int(f) for f in encoder_filters], "kernel_size": int(kernel_size),
             "strides": int(strides), "batch_norm_layers": [int(i) for i in batch_norm_layers],
             "critic_fc_layers": int(critic_fc_layers), "actor_fc_layers": int(actor_fc_layers),
-            "fc_units": int(fc_units), "critic_fc_norm": _check_norm(critic_fc_norm)}
+            "fc_units": int(fc_units), "critic_fc_norm": _check_norm(critic_fc_norm),
+            "batch_norm_momentum": float(batch_norm_momentum)}
 
 
 class ConvEncoder(tf.keras.layers.Layer):
@@ -117,7 +123,7 @@ class ConvEncoder(tf.keras.layers.Layer):
 
     def __init__(self, filters: Sequence[int] = (8, 16, 32, 64), kernel_size: int = 4,
                  strides: int = 2, batch_norm_layers: Sequence[int] = (2, 3),
-                 name: str = "conv_encoder"):
+                 batch_norm_momentum: float = 0.99, name: str = "conv_encoder"):
         super().__init__(name=name)
         self._convs, self._norms, self._acts = [], [], []
         n = len(filters)
@@ -126,7 +132,8 @@ class ConvEncoder(tf.keras.layers.Layer):
                                                       name=f"conv{i + 1}"))
             last = i == n - 1
             self._acts.append(None if last else tf.keras.layers.LeakyReLU(0.2))
-            self._norms.append(tf.keras.layers.BatchNormalization(name=f"bn{i + 1}")
+            self._norms.append(tf.keras.layers.BatchNormalization(
+                momentum=batch_norm_momentum, name=f"bn{i + 1}")
                                if (i + 1) in batch_norm_layers and not last else None)
         self._flatten = tf.keras.layers.Flatten()
 
@@ -175,12 +182,12 @@ class MLP(tf.keras.layers.Layer):
     """``num_layers`` × Dense(units) + ReLU + norm ('batch', 'layer' or 'none'), then linear."""
 
     def __init__(self, num_layers: int, units: int, output_dim: int, name: str = "mlp",
-                 norm: str = "batch"):
+                 norm: str = "batch", batch_norm_momentum: float = 0.99):
         super().__init__(name=name)
         self._norm_kind = _check_norm(norm)
         self._dense = [tf.keras.layers.Dense(units, name=f"fc{i + 1}") for i in range(num_layers)]
         if norm == "batch":
-            self._norms = [ReferenceBatchNorm(name=f"fc_bn{i + 1}") for i in range(num_layers)]
+            self._norms = [ReferenceBatchNorm(momentum=batch_norm_momentum, name=f"fc_bn{i + 1}") for i in range(num_layers)]
         elif norm == "layer":
             self._norms = [tf.keras.layers.LayerNormalization(name=f"fc_ln{i + 1}")
                            for i in range(num_layers)]
@@ -212,13 +219,16 @@ class DistanceCriticNetwork(network.Network):
 
     def __init__(self, input_tensor_spec, encoder_filters=(8, 16, 32, 64), kernel_size=4,
                  strides=2, batch_norm_layers=(2, 3), critic_fc_layers=6, actor_fc_layers=10,
-                 fc_units=128, critic_fc_norm="batch", name="DistanceCriticNetwork"):
+                 fc_units=128, critic_fc_norm="batch", batch_norm_momentum=0.99,
+                 name="DistanceCriticNetwork"):
         del actor_fc_layers  # accepted so that network_settings() can be passed whole
         observation_spec, action_spec = input_tensor_spec
         spec = (float_observation_spec(observation_spec), action_spec)
         super().__init__(input_tensor_spec=spec, state_spec=(), name=name)
-        self._encoder = ConvEncoder(encoder_filters, kernel_size, strides, batch_norm_layers)
-        self._mlp = MLP(critic_fc_layers, fc_units, 1, name="critic_mlp", norm=critic_fc_norm)
+        self._encoder = ConvEncoder(encoder_filters, kernel_size, strides, batch_norm_layers,
+                                    batch_norm_momentum)
+        self._mlp = MLP(critic_fc_layers, fc_units, 1, name="critic_mlp", norm=critic_fc_norm,
+                        batch_norm_momentum=batch_norm_momentum)
 
     def __call__(self, inputs, *args, **kwargs):
         observation, action = inputs
@@ -272,7 +282,7 @@ class DistanceActorNetwork(network.Network):
     def __init__(self, input_tensor_spec, output_tensor_spec, encoder_filters=(8, 16, 32, 64),
                  kernel_size=4, strides=2, batch_norm_layers=(2, 3), critic_fc_layers=6,
                  actor_fc_layers=10, fc_units=128, critic_fc_norm="batch",
-                 name="DistanceActorNetwork"):
+                 batch_norm_momentum=0.99, name="DistanceActorNetwork"):
         del critic_fc_layers, critic_fc_norm
         super().__init__(input_tensor_spec=float_observation_spec(input_tensor_spec),
                          state_spec=(), name=name)
@@ -281,9 +291,10 @@ class DistanceActorNetwork(network.Network):
                                                 output_tensor_spec.shape), tf.float32)
         self._high = tf.constant(np.broadcast_to(output_tensor_spec.maximum,
                                                  output_tensor_spec.shape), tf.float32)
-        self._encoder = ConvEncoder(encoder_filters, kernel_size, strides, batch_norm_layers)
+        self._encoder = ConvEncoder(encoder_filters, kernel_size, strides, batch_norm_layers,
+                                    batch_norm_momentum)
         self._mlp = MLP(actor_fc_layers, fc_units, int(np.prod(output_tensor_spec.shape)),
-                        name="actor_mlp")
+                        name="actor_mlp", batch_norm_momentum=batch_norm_momentum)
 
     def __call__(self, inputs, *args, **kwargs):
         return super().__call__(preprocess_observation(inputs), *args, **kwargs)

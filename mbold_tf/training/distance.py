@@ -16,6 +16,7 @@ rebuild the model from them and restore the latest checkpoint.
 """
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from typing import Dict, Optional
@@ -32,6 +33,7 @@ from mbold_tf.data import pipelines
 from mbold_tf.data import rlds
 from mbold_tf.models import baselines
 from mbold_tf.models import distance_networks as dn
+from mbold_tf.utils import batch_norm
 from mbold_tf.utils import run_config
 from mbold_tf.utils import training
 
@@ -91,8 +93,8 @@ def train_distance(root_dir: str, method: str = "cql_td3",
                    gamma: float = 0.8, learning_rate: float = 3e-4, cql_tau: float = 3.0,
                    seed: int = 0, max_episodes: Optional[int] = None,
                    checkpoint_every: int = 5000, summary_every: int = 100,
-                   log_every: int = 500, arrays: Optional[rlds.EpisodeArrays] = None
-                   ) -> Dict:
+                   log_every: int = 500, arrays: Optional[rlds.EpisodeArrays] = None,
+                   bn_recalibration_batches: int = 50) -> Dict:
     """Trains a distance function (or GCBC) into ``root_dir``; resumes if it has a checkpoint.
 
     Args:
@@ -106,6 +108,9 @@ def train_distance(root_dir: str, method: str = "cql_td3",
       gamma, learning_rate, cql_tau: Table 2 (γ 0.8, Adam 3e-4, τ 3 for reach/push, 10 door).
       seed: data and initialisation seed.
       checkpoint_every / summary_every / log_every: periods in steps.
+      bn_recalibration_batches: before every checkpoint, the batch-norm moving statistics are
+        recomputed from this many training batches (:mod:`mbold_tf.utils.batch_norm`), so the
+        saved networks infer the way they trained; 0 keeps Keras' moving averages.
     Returns:
       dict: method, steps, seconds, steps_per_s, the last scalars.
     Raises:
@@ -167,9 +172,25 @@ def train_distance(root_dir: str, method: str = "cql_td3",
             optimizer.apply_gradients(zip(tape.gradient(losses["loss"], variables), variables))
             return losses
 
+    before_save = None
+    if bn_recalibration_batches > 0:
+        if agent_kind:
+            recal_ds = pipelines.distance_dataset(
+                arrays, neighbor_table=table, batch_size=batch_size, negatives_key=negatives_key,
+                reward_scheme=reward_scheme, seed=seed + 1)
+            before_save = _agent_recalibration(actor, critic1, critic2, iter(recal_ds),
+                                               bn_recalibration_batches, step)
+        else:
+            recal_it = iter(pipelines.pairs_dataset(arrays, batch_size=batch_size, seed=seed + 1))
+
+            def before_save():
+                n = batch_norm.recalibrate(
+                    [model], lambda b: model.losses_for(b, training=True),
+                    itertools.islice(recal_it, bn_recalibration_batches))
+                logging.info("Batch-norm statistics recomputed from %d batches", n)
     loop = training.TrainingLoop(root_dir, trackables, step, total_steps,
                                  checkpoint_every=checkpoint_every, summary_every=summary_every,
-                                 log_every=log_every)
+                                 log_every=log_every, before_save=before_save)
     loop.restore()  # (run() restores again, harmlessly) so that resumed runs time only new steps
     start = int(step.numpy())
     t0 = time.time()
@@ -180,6 +201,39 @@ def train_distance(root_dir: str, method: str = "cql_td3",
               "steps_per_s": round((done - start) / max(seconds, 1e-9), 2), **last}
     logging.info("Trained %s: %s", method, result)
     return result
+
+
+def _agent_recalibration(actor, critic1, critic2, batches, num_batches: int,
+                         step: tf.Variable):
+    """``before_save()`` for the agent: recompute batch-norm statistics, log the Q gap.
+
+    The gap is mean |Q_train − Q_inference| (min of the twin critics at the data actions) on one
+    batch, before and after; it shows how far Keras' moving averages had drifted.
+    """
+    def min_q(batch, training):
+        obs = {"image": batch["observation"], "goal_image": batch["goal"]}
+        q1, _ = critic1((obs, batch["action"]), training=training)
+        q2, _ = critic2((obs, batch["action"]), training=training)
+        return tf.minimum(q1, q2)
+
+    def forward(batch):
+        min_q(batch, True)
+        actor({"image": batch["observation"], "goal_image": batch["goal"]}, training=True)
+
+    def before_save():
+        check = next(batches)
+        q_train = min_q(check, True)  # its moving-average update is overwritten below
+        gap_before = float(tf.reduce_mean(tf.abs(q_train - min_q(check, False))))
+        n = batch_norm.recalibrate([actor, critic1, critic2], forward,
+                                   itertools.chain([check], itertools.islice(batches,
+                                                                             num_batches - 1)))
+        gap_after = float(tf.reduce_mean(tf.abs(q_train - min_q(check, False))))
+        logging.info("Batch-norm statistics recomputed from %d batches: mean |Q_train − "
+                     "Q_inference| %.4f → %.4f", n, gap_before, gap_after)
+        tf.summary.scalar("batch_norm/q_gap_before", gap_before, step=step)
+        tf.summary.scalar("batch_norm/q_gap_after", gap_after, step=step)
+
+    return before_save
 
 
 def _latest(root_dir: str) -> str:

@@ -32,12 +32,17 @@ class TrainingLoop:
       total_steps: the loop stops when ``step`` reaches this value.
       checkpoint_every / summary_every / log_every: periods in steps.
       max_to_keep: checkpoints kept by the ``tf.train.CheckpointManager``.
+      before_save: called before every checkpoint is written (e.g. to recompute batch-norm
+        statistics, :mod:`mbold_tf.utils.batch_norm`).
     """
 
     def __init__(self, root_dir: str, trackables: Mapping[str, tf.Module], step: tf.Variable,
                  total_steps: int, checkpoint_every: int = 1000, summary_every: int = 100,
-                 log_every: int = 100, max_to_keep: int = 3):
+                 log_every: int = 100, max_to_keep: int = 3,
+                 before_save: Optional[Callable[[], None]] = None):
         self.root_dir = root_dir
+        self.before_save = before_save
+        self._saved_step: Optional[int] = None
         self.step = step
         self.total_steps = int(total_steps)
         self.checkpoint_every = max(1, int(checkpoint_every))
@@ -57,8 +62,11 @@ class TrainingLoop:
         return latest
 
     def save(self) -> str:
-        """Writes a checkpoint at the current step and returns its path."""
-        path = self.manager.save(checkpoint_number=int(self.step.numpy()))
+        """Writes a checkpoint at the current step (after ``before_save``) and returns its path."""
+        if self.before_save is not None:
+            self.before_save()
+        self._saved_step = int(self.step.numpy())
+        path = self.manager.save(checkpoint_number=self._saved_step)
         logging.info("Saved checkpoint %s", path)
         return path
 
@@ -108,7 +116,9 @@ class TrainingLoop:
                     if step % self.checkpoint_every == 0:
                         self.save()
             self.writer.flush()
-            if int(self.step.numpy()) > start_step or not self.manager.latest_checkpoint:
+            step = int(self.step.numpy())
+            if (step > start_step or not self.manager.latest_checkpoint) and \
+                    self._saved_step != step:  # not saved at this step yet
                 self.save()
         except KeyboardInterrupt:
             logging.warning("Interrupted at step %d; saving a checkpoint before exiting.",
