@@ -187,7 +187,8 @@ class MLP(tf.keras.layers.Layer):
         self._norm_kind = _check_norm(norm)
         self._dense = [tf.keras.layers.Dense(units, name=f"fc{i + 1}") for i in range(num_layers)]
         if norm == "batch":
-            self._norms = [ReferenceBatchNorm(momentum=batch_norm_momentum, name=f"fc_bn{i + 1}") for i in range(num_layers)]
+            self._norms = [ReferenceBatchNorm(momentum=batch_norm_momentum, name=f"fc_bn{i + 1}")
+                           for i in range(num_layers)]
         elif norm == "layer":
             self._norms = [tf.keras.layers.LayerNormalization(name=f"fc_ln{i + 1}")
                            for i in range(num_layers)]

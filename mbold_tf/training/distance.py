@@ -222,8 +222,9 @@ def _agent_recalibration(actor, critic1, critic2, batches, num_batches: int,
 
     def before_save():
         check = next(batches)
+        q_infer = min_q(check, False)
         q_train = min_q(check, True)  # its moving-average update is overwritten below
-        gap_before = float(tf.reduce_mean(tf.abs(q_train - min_q(check, False))))
+        gap_before = float(tf.reduce_mean(tf.abs(q_train - q_infer)))
         n = batch_norm.recalibrate([actor, critic1, critic2], forward,
                                    itertools.chain([check], itertools.islice(batches,
                                                                              num_batches - 1)))
