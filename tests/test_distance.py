@@ -260,15 +260,20 @@ def test_recalibrate_sets_moving_statistics_to_the_batch_average():
         np.testing.assert_array_equal(w.numpy(), before)
 
 
+def _tiny_critic_and_inputs(seed: int, batch: int):
+    """A tiny critic, a random uint8 observation dict [batch], actions [batch, 4], the rng."""
+    tf.random.set_seed(seed)
+    _, critic, _ = dn.build_networks(dn.network_settings(**TINY))
+    rng = np.random.default_rng(seed)
+    obs = {k: tf.constant(rng.integers(0, 255, (batch, 64, 64, 3)), tf.uint8)
+           for k in ("image", "goal_image")}
+    return critic, obs, tf.constant(rng.uniform(-1, 1, (batch, 4)), tf.float32), rng
+
+
 def test_recalibrated_critic_infers_as_it_trains():
     # stale moving averages (as after weights drift) make inference differ from training;
     # recalibrating on one batch makes inference-mode Q equal training-mode Q on it
-    tf.random.set_seed(2)
-    _, critic, _ = dn.build_networks(dn.network_settings(**TINY))
-    rng = np.random.default_rng(2)
-    obs = {"image": tf.constant(rng.integers(0, 255, (16, 64, 64, 3)), tf.uint8),
-           "goal_image": tf.constant(rng.integers(0, 255, (16, 64, 64, 3)), tf.uint8)}
-    a = tf.constant(rng.uniform(-1, 1, (16, 4)), tf.float32)
+    critic, obs, a, _ = _tiny_critic_and_inputs(seed=2, batch=16)
     for layer in batch_norm.batch_norm_layers([critic]):
         layer.moving_mean.assign(layer.moving_mean + 0.5)
     q_train = critic((obs, a), training=True)[0].numpy()
@@ -280,12 +285,7 @@ def test_recalibrated_critic_infers_as_it_trains():
 
 def test_critic_joint_pass_matches_separate_inference_calls():
     # data_and_extra_q at inference equals two plain calls; training rows are data-normalised
-    tf.random.set_seed(1)
-    _, critic, _ = dn.build_networks(dn.network_settings(**TINY))
-    rng = np.random.default_rng(1)
-    obs = {"image": tf.constant(rng.integers(0, 255, (6, 64, 64, 3)), tf.uint8),
-           "goal_image": tf.constant(rng.integers(0, 255, (6, 64, 64, 3)), tf.uint8)}
-    a = tf.constant(rng.uniform(-1, 1, (6, 4)), tf.float32)
+    critic, obs, a, rng = _tiny_critic_and_inputs(seed=1, batch=6)
     extra = tf.constant(rng.uniform(-1, 1, (6, 3, 4)), tf.float32)
     q_data, q_extra = critic.data_and_extra_q(obs, a, extra, training=False)
     np.testing.assert_allclose(q_data.numpy(), critic((obs, a))[0].numpy(), atol=1e-5)
