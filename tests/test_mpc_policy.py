@@ -1,5 +1,6 @@
 """CEM-MPC TFPolicy with a perfect (privileged) model and cost solves reach goals."""
 import numpy as np
+import pytest
 import tensorflow as tf
 from tf_agents.environments import tf_py_environment
 from tf_agents.policies import random_tf_policy
@@ -23,7 +24,8 @@ def _kinematic_model(obs, actions):
                             scene.EE_HIGH.astype(np.float32))
 
 
-def _true_distance(pred, obs):
+def _true_distance(pred, obs, actions=None):
+    del actions
     return tf.norm(pred[:, -1] - obs["goal_ee_pos"], axis=-1)
 
 
@@ -79,3 +81,40 @@ def test_policy_state_carries_plan_between_replans():
     np.testing.assert_allclose(second.action.numpy()[0], plan[1])
     assert int(second.state["step"][0]) == 2
     env.close()
+
+
+def test_closed_loop_final_steps_replan_every_step_at_the_end():
+    goal_set = goals.generate_goal_set("reach", num_goals=1, seed=1)
+    env = goal_env.GoalConditionedPyEnvironment(goal_set)
+    tf_env = tf_py_environment.TFPyEnvironment(oracle.PrivilegedObservation(env))
+    policy = mpc_policy.MPCPolicy(
+        tf_env.time_step_spec(), tf_env.action_spec(), _kinematic_model, _true_distance,
+        init_std=[0.6, 0.6, 0.3, 0.3],
+        config=cem.CEMConfig(num_samples=30, num_elites=5, iterations=1, horizon=6),
+        replan_every=4, episode_length=10, closed_loop_final_steps=3, warm_start=True)
+    time_step = tf_env.reset()
+    state = policy.get_initial_state(1)
+    replanned = []
+    for step in range(10):
+        out = policy.action(time_step, state)
+        new_plan, old_plan = out.state["plan"].numpy()[0], state["plan"].numpy()[0]
+        replanned.append(not np.array_equal(new_plan, old_plan))
+        # the action is the plan's first entry right after a replan, else the stored plan's next
+        index = 0 if replanned[-1] else step % 4
+        np.testing.assert_allclose(out.action.numpy()[0], np.clip(new_plan[index], -1, 1))
+        time_step, state = tf_env.step(out.action), out.state
+    # regular schedule at 0 and 4, then every one of the last 3 steps (7, 8, 9)
+    assert [s for s, r in enumerate(replanned) if r] == [0, 4, 7, 8, 9]
+    with pytest.raises(ValueError, match="needs episode_length"):
+        mpc_policy.MPCPolicy(tf_env.time_step_spec(), tf_env.action_spec(), _kinematic_model,
+                             _true_distance, init_std=[0.6] * 4, closed_loop_final_steps=2)
+    env.close()
+
+
+def test_shift_plan_drops_executed_actions():
+    plan = tf.reshape(tf.range(12, dtype=tf.float32), [6, 2])
+    np.testing.assert_array_equal(cem.shift_plan(plan, 2).numpy(),
+                                  [[4, 5], [6, 7], [8, 9], [10, 11], [0, 0], [0, 0]])
+    np.testing.assert_array_equal(cem.shift_plan(plan, tf.constant(1, tf.int64)).numpy()[-2:],
+                                  [[10, 11], [0, 0]])
+    np.testing.assert_array_equal(cem.shift_plan(plan, 9).numpy(), np.zeros([6, 2]))

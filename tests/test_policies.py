@@ -74,3 +74,37 @@ def test_bad_names_and_missing_models_fail_clearly():
     with pytest.raises(ValueError, match=r"'mbold' needs trained model\(s\) \['predictor', "
                                          r"'distance'\]"):
         factory.make_policy("mbold", TIME_STEP_SPEC, ACTION_SPEC, [0.6] * 4, {})
+
+
+class _RoutingDistance:
+    """Q = mean pixel value of the image it is given + 10 × the action's first component."""
+    reward_scheme, gamma = "indicator", 0.8
+
+    def q_values(self, image, goal_image, action=None):
+        q = tf.reduce_mean(tf.cast(image, tf.float32), axis=[1, 2, 3])
+        return q if action is None else q + 10.0 * action[:, 0]
+
+
+def test_plan_q_cost_scores_the_last_transition_of_the_plan():
+    frames = np.stack([np.full((64, 64, 3), v, np.float32) for v in (0.1, 0.2, 0.3)])
+    prediction = tf.constant(np.stack([frames, frames + 0.5]))              # [N=2, h=3, ...]
+    actions = np.zeros([2, 3, 4], np.float32)
+    actions[:, -1, 0] = [0.5, -0.25]
+    actions[:, 0, 0] = 9.0                                                  # never read
+    obs = {"image": tf.fill([2, 64, 64, 3], tf.constant(51, tf.uint8)),      # 0.2 as a float
+           "goal_image": tf.zeros([2, 64, 64, 3], tf.uint8)}
+    model = _RoutingDistance()
+    plan = costs.make_cost("learned_distance", model, q_action="plan")
+    # Q of the frame before the last (0.2, 0.7) at the plan's last action (×10: 5, −2.5)
+    np.testing.assert_allclose(plan(prediction, obs, tf.constant(actions)).numpy(),
+                               [-5.2, -(0.7 - 2.5)], rtol=1e-5)
+    # One frame left before the episode's end: the transition starts at the camera image.
+    np.testing.assert_allclose(plan(prediction[:, -1:], obs, tf.constant(actions[:, -1:])).numpy(),
+                               [-5.2, 2.3], rtol=1e-5)
+    actor = costs.make_cost("learned_distance", model)                      # Eq. 3: last frame
+    np.testing.assert_allclose(actor(prediction, obs, tf.constant(actions)).numpy(),
+                               [-0.3, -0.8], rtol=1e-5)
+    with pytest.raises(ValueError, match="q_action 'last'"):
+        costs.make_cost("learned_distance", model, q_action="last")
+    with pytest.raises(ValueError, match="call cost_fn\\(prediction, observation, actions\\)"):
+        plan(prediction, obs)

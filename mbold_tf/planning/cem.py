@@ -100,10 +100,15 @@ def cem(cost_fn: Callable[[tf.Tensor], tf.Tensor], init_mean: tf.Tensor, init_st
     return best_actions, best_cost
 
 
-def shift_plan(actions: tf.Tensor, steps: int) -> tf.Tensor:
-    """Warm start: drops the first ``steps`` actions of a [h, A] plan and pads with zeros."""
+def shift_plan(actions: tf.Tensor, steps) -> tf.Tensor:
+    """Warm start: drops the first ``steps`` actions of a [h, A] plan and pads with zeros.
+
+    ``steps``: int or int tensor [] (the actions executed since the plan was made).
+    """
     h = actions.shape[0]
-    return tf.concat([actions[steps:], tf.zeros([min(steps, h), actions.shape[1]])], axis=0)
+    index = tf.range(h, dtype=tf.int64) + tf.cast(steps, tf.int64)
+    kept = tf.gather(actions, tf.minimum(index, h - 1))
+    return tf.where((index < h)[:, None], kept, tf.zeros_like(kept))
 
 
 def as_std(std: Sequence[float]) -> tf.Tensor:

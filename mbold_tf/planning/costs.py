@@ -5,15 +5,21 @@ A cost scores predicted frames against the goal image; lower is better. All cost
 episode's end, so near the end this is the frame at the final step, as in the authors' code).
 
 * ``'learned_distance'`` (MBOLD): ``−Q(ŝ, π(ŝ, g), g)`` — the twin critics' min at the actor's
-  action, i.e. ``−max_α Q`` as the paper writes it. ``steps=True`` scores the expected number of
-  steps ``d(Q)`` instead (same ranking, other elite weights for the 'authors' refit).
+  action, i.e. ``−max_α Q`` as the paper writes it (Eq. 3, ``q_action='actor'``). With
+  ``q_action='plan'`` the critic scores the plan's own last transition instead,
+  ``−Q(ŝ_{t+h−1}, a_{t+h−1}, g)``: ``max_α Q(ŝ_{t+h}, α, g)`` is the same for every final frame
+  from which one action reaches g, so it cannot tell "at the goal" from "one step short of it";
+  the plan's last transition can. ``steps=True`` scores the expected number of steps ``d(Q)``
+  instead (same ranking, other elite weights for the 'authors' refit).
 * ``'pixel_l2'`` (Visual Foresight): mean squared pixel difference, images in [0, 1].
 * ``'vae'``: ℓ2 between VAE latents (App. C.1); ``'temporal'``: regressed temporal distance
   (App. C.2). Both use the baseline model's ``distance(image, goal_image)``.
 
-Every cost function has the signature ``cost_fn(prediction, observation) -> float32 [N]`` with
-``prediction`` float32 [N, h, 64, 64, 3] in [0, 1] and ``observation['goal_image']`` uint8
-[N, 64, 64, 3], as :class:`~mbold_tf.planning.mpc_policy.MPCPolicy` calls it.
+Every cost function has the signature ``cost_fn(prediction, observation, actions) -> float32
+[N]`` with ``prediction`` float32 [N, h, 64, 64, 3] in [0, 1], ``observation['image']`` and
+``observation['goal_image']`` uint8 [N, 64, 64, 3] and ``actions`` float32 [N, h, A] (the
+sequences that produced ``prediction``; ``None`` is allowed for costs that do not read them), as
+:class:`~mbold_tf.planning.mpc_policy.MPCPolicy` calls it.
 """
 from __future__ import annotations
 
@@ -22,9 +28,11 @@ from typing import Callable, Optional
 import gin
 import tensorflow as tf
 
+from mbold_tf.agents.distances import q_to_distance
 from mbold_tf.models.distance_networks import to_float_image
 
 COSTS = ("learned_distance", "pixel_l2", "vae", "temporal")
+Q_ACTIONS = ("actor", "plan")
 
 
 def pixel_l2(frames: tf.Tensor, goal_images: tf.Tensor) -> tf.Tensor:
@@ -34,8 +42,9 @@ def pixel_l2(frames: tf.Tensor, goal_images: tf.Tensor) -> tf.Tensor:
 
 
 @gin.configurable
-def make_cost(name: str = "learned_distance", model=None, steps: bool = False) -> Callable:
-    """Returns ``cost_fn(prediction, observation) -> float32 [N]`` for a cost name.
+def make_cost(name: str = "learned_distance", model=None, steps: bool = False,
+              q_action: str = "actor") -> Callable:
+    """Returns ``cost_fn(prediction, observation, actions=None) -> float32 [N]`` for a cost name.
 
     Args:
       name: one of ``COSTS``.
@@ -43,20 +52,35 @@ def make_cost(name: str = "learned_distance", model=None, steps: bool = False) -
         'learned_distance', a VAE or temporal-distance model (``distance``) for 'vae' and
         'temporal'; unused by 'pixel_l2'.
       steps: for 'learned_distance', score expected steps-to-goal instead of −Q.
+      q_action: for 'learned_distance', 'actor' (Eq. 3: Q of the last predicted frame at the
+        actor's action) or 'plan' (Q of the frame before it at the plan's last action).
     """
     if name not in COSTS:
         raise ValueError(f"Unknown planning cost {name!r}; choose one of {COSTS}.")
+    if q_action not in Q_ACTIONS:
+        raise ValueError(f"Unknown make_cost.q_action {q_action!r}; choose one of {Q_ACTIONS}.")
     if name != "pixel_l2" and model is None:
         raise ValueError(f"Planning cost {name!r} needs a trained model (got model=None).")
     if name == "learned_distance" and not hasattr(model, "q_values"):
         raise ValueError(f"Planning cost 'learned_distance' needs a LearnedDistance with "
                          f"q_values(); got {type(model).__name__}.")
 
-    def cost_fn(prediction, observation):
+    def cost_fn(prediction, observation, actions=None):
         frame = prediction[:, -1]
         goal = observation["goal_image"]
         if name == "pixel_l2":
             return pixel_l2(frame, goal)
+        if name == "learned_distance" and q_action == "plan":
+            if actions is None:
+                raise ValueError("make_cost(q_action='plan') scores the plan's last action; "
+                                 "call cost_fn(prediction, observation, actions).")
+            # The frame the last action starts from: the previous prediction, or the current
+            # camera image when only one frame is left before the episode's end.
+            n = tf.shape(prediction)[1]
+            before = tf.where(n >= 2, tf.gather(prediction, tf.maximum(n - 2, 0), axis=1),
+                              to_float_image(observation["image"]))
+            q = model.q_values(before, goal, actions[:, -1])
+            return q_to_distance(q, model.reward_scheme, model.gamma) if steps else -q
         if name == "learned_distance" and not steps:
             return -model.q_values(frame, goal)
         return model.distance(frame, goal)

@@ -36,7 +36,8 @@ REQUIRES = {"mbold": ("predictor", "distance"), "vf": ("predictor",),
 def make_policy(method: str, time_step_spec, action_spec, init_std,
                 models: Dict[str, Any], seed: int = 0,
                 config: Optional[cem.CEMConfig] = None, replan_every: int = 6,
-                episode_length: Optional[int] = 30, q_only_actions: int = 100):
+                episode_length: Optional[int] = 30, closed_loop_final_steps: int = 0,
+                q_only_actions: int = 100):
     """Returns the TFPolicy for ``method``.
 
     Args:
@@ -49,6 +50,8 @@ def make_policy(method: str, time_step_spec, action_spec, init_std,
       config: CEMConfig (defaults to the gin-configured one).
       replan_every: planned actions executed per replan (paper: 6).
       episode_length: predictions are cut at the episode's end before scoring.
+      closed_loop_final_steps: CEM planners replan at every one of the episode's last this many
+        steps (0: every ``replan_every`` steps throughout).
       q_only_actions: candidates per step of the Q-only policy (App. C.3: 100).
     """
     if method not in METHODS:
@@ -83,8 +86,8 @@ def make_policy(method: str, time_step_spec, action_spec, init_std,
     return mpc_policy.MPCPolicy(
         time_step_spec, action_spec, costs.predictor_model_fn(predictor),
         costs.make_cost(cost_name, scorer), init_std=init_std, config=config,
-        replan_every=replan_every, seed=seed, episode_length=episode_length, models=tracked,
-        name=method)
+        replan_every=replan_every, seed=seed, episode_length=episode_length,
+        closed_loop_final_steps=closed_loop_final_steps, models=tracked, name=method)
 
 
 def load_models(predictor_dir: Optional[str] = None, distance_dir: Optional[str] = None,

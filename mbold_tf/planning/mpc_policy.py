@@ -8,8 +8,9 @@ state, so the exported SavedModel (``PolicySaver``) replans on the same schedule
 * ``model_fn(observation, actions) -> prediction``: ``observation`` is the batch-1 observation
   nest tiled to N samples, ``actions`` float32 [N, h, A]. For MBOLD it is the video predictor
   (frames [N, h, 64, 64, 3]).
-* ``cost_fn(prediction, observation) -> float32 [N]``: lower is better (e.g. the learned
-  distance of the last predicted frame to ``observation['goal_image']``).
+* ``cost_fn(prediction, observation, actions) -> float32 [N]``: lower is better (e.g. the
+  learned distance of the last predicted frame to ``observation['goal_image']``); ``prediction``
+  and ``actions`` are cut at the episode's end.
 """
 from __future__ import annotations
 
@@ -39,6 +40,9 @@ class MPCPolicy(tf_policy.TFPolicy):
       seed: base seed of the planner's stateless sampling.
       episode_length: if given, predictions are cut at the episode's last step before scoring
         (near the end the cost sees the frame at the final step, as the authors' planner did).
+      closed_loop_final_steps: replan at every one of the episode's last this many steps (needs
+        ``episode_length``): success is judged on the final frame, and there the open-loop
+        tail of a plan accumulates the predictor's error. 0 keeps ``replan_every`` throughout.
       models: the Keras models / modules ``model_fn`` and ``cost_fn`` use; tracked by the policy
         so that ``PolicySaver`` exports their weights.
     """
@@ -46,11 +50,14 @@ class MPCPolicy(tf_policy.TFPolicy):
     def __init__(self, time_step_spec, action_spec, model_fn: Callable, cost_fn: Callable,
                  init_std: Sequence[float], config: cem_lib.CEMConfig = cem_lib.CEMConfig(),
                  replan_every: int = 6, warm_start: bool = False, seed: int = 0,
-                 episode_length: Optional[int] = None, models: Sequence[tf.Module] = (),
-                 name: Optional[str] = None):
+                 episode_length: Optional[int] = None, closed_loop_final_steps: int = 0,
+                 models: Sequence[tf.Module] = (), name: Optional[str] = None):
         if not 1 <= replan_every <= config.horizon:
             raise ValueError(f"replan_every={replan_every} must be in [1, horizon="
                              f"{config.horizon}].")
+        if closed_loop_final_steps < 0 or (closed_loop_final_steps and episode_length is None):
+            raise ValueError(f"closed_loop_final_steps={closed_loop_final_steps} must be >= 0 "
+                             f"and needs episode_length (got {episode_length}).")
         self._model_fn = model_fn
         self._cost_fn = cost_fn
         self._config = config
@@ -58,6 +65,9 @@ class MPCPolicy(tf_policy.TFPolicy):
         self._warm_start = warm_start
         self._seed = int(seed)
         self._episode_length = episode_length
+        # First step from which the policy replans every step (never when 0 final steps).
+        self._closed_loop_from = (episode_length - closed_loop_final_steps
+                                  if closed_loop_final_steps else None)
         self._models = tuple(models)  # tracked by tf.Module for PolicySaver
         self._action_dim = int(action_spec.shape[-1])
         self._init_std = tf.constant(init_std, tf.float32)
@@ -78,7 +88,7 @@ class MPCPolicy(tf_policy.TFPolicy):
         def cost(actions):
             prediction = tf.nest.map_structure(lambda p: p[:, :keep],
                                                self._model_fn(tiled, actions))
-            return self._cost_fn(prediction, tiled)
+            return self._cost_fn(prediction, tiled, actions[:, :keep])
 
         best, _ = cem_lib.cem(cost, init_mean, self._init_std, seed, self._config)
         return best
@@ -86,10 +96,18 @@ class MPCPolicy(tf_policy.TFPolicy):
     def _action(self, time_step, policy_state, seed=None):
         del seed  # the planner is seeded by (base seed, step counter) for reproducibility
         plan, step = policy_state["plan"], policy_state["step"]
-        phase = tf.math.floormod(step, self._replan_every)  # [B]
+        phase = tf.math.floormod(step, self._replan_every)  # [B]: actions since the last plan
+        if self._closed_loop_from is not None:
+            phase = tf.where(step >= self._closed_loop_from, tf.zeros_like(phase), phase)
 
         def replan():
-            shifted = tf.map_fn(lambda p: cem_lib.shift_plan(p, self._replan_every), plan) \
+            # Actions executed since the last plan: replan_every on the regular schedule (or the
+            # remainder where the closed-loop phase starts), 1 inside that phase.
+            executed = tf.math.floormod(step - 1, self._replan_every) + 1
+            if self._closed_loop_from is not None:
+                executed = tf.where(step > self._closed_loop_from, tf.ones_like(step), executed)
+            shifted = tf.map_fn(lambda args: cem_lib.shift_plan(*args), (plan, executed),
+                                fn_output_signature=tf.float32) \
                 if self._warm_start else tf.zeros_like(plan)
 
             def one(args):
@@ -103,8 +121,7 @@ class MPCPolicy(tf_policy.TFPolicy):
         needs = tf.reduce_any(tf.equal(phase, 0))
         new_plan = tf.cond(needs, replan, lambda: plan)
         new_plan = tf.where(tf.equal(phase, 0)[:, None, None], new_plan, plan)
-        index = tf.math.floormod(step, self._replan_every)
-        action = tf.gather(new_plan, tf.cast(index, tf.int32), axis=1, batch_dims=1)
+        action = tf.gather(new_plan, tf.cast(phase, tf.int32), axis=1, batch_dims=1)
         action = tf.clip_by_value(tf.where(tf.math.is_finite(action), action,
                                            tf.zeros_like(action)), -1.0, 1.0)
         return policy_step.PolicyStep(action, {"plan": new_plan, "step": step + 1}, ())
