@@ -6,8 +6,7 @@ from mbold_tf.envs import goals
 from mbold_tf.eval import cost_ranking
 from mbold_tf.models import video_predictor
 from mbold_tf.planning import costs
-
-LAG = 0.72  # the end effector covers ~72% of a commanded displacement in one control step
+from tests.test_mpc_policy import LAG  # share of a commanded displacement covered in one step
 
 
 def _kinematic_cost(start_ee, goal_ee):

@@ -341,8 +341,10 @@ class VideoPredictor(tf.keras.Model):
             else:
                 patches = [_shifted_stack(image, self.kernel_size),
                            _shifted_stack(first, self.kernel_size)]  # [B, H, W, n, 3] each
-                kern = tf.reshape(head(self._dna_head, h), [-1, *IMAGE_SHAPE[:2], 2, k, n])
-                kern = tf.nn.softmax(kern, axis=-1)
+                # Softmax over the n taps on a [B·H·W, 2k, n] view: oneDNN's CPU softmax
+                # (TF's default on x86) rejects tensors of more than 5 dimensions.
+                kern = tf.nn.softmax(tf.reshape(head(self._dna_head, h), [-1, 2 * k, n]), axis=-1)
+                kern = tf.reshape(kern, [-1, *IMAGE_SHAPE[:2], 2, k, n])
                 outs = [tf.transpose(tf.einsum("bhwkn,bhwnc->bhwkc", kern[..., j, :, :],
                                                patches[j]), [0, 3, 1, 2, 4]) for j in range(2)]
             transformed = tf.concat(outs, axis=1)  # [B, 2k, H, W, 3]
