@@ -62,15 +62,21 @@ def test_planner_with_perfect_cost_solves_reach_and_beats_random():
     env.close()
 
 
-def test_policy_state_carries_plan_between_replans():
+def _oracle_reach(samples: int, iterations: int, **policy_kwargs):
+    """(env, tf_env, policy): one reach goal, privileged observations, the perfect planner."""
     goal_set = goals.generate_goal_set("reach", num_goals=1, seed=1)
     env = goal_env.GoalConditionedPyEnvironment(goal_set)
     tf_env = tf_py_environment.TFPyEnvironment(oracle.PrivilegedObservation(env))
     policy = mpc_policy.MPCPolicy(
         tf_env.time_step_spec(), tf_env.action_spec(), _kinematic_model, _true_distance,
         init_std=[0.6, 0.6, 0.3, 0.3],
-        config=cem.CEMConfig(num_samples=50, num_elites=5, iterations=2, horizon=6),
-        replan_every=3)
+        config=cem.CEMConfig(num_samples=samples, num_elites=5, iterations=iterations,
+                             horizon=6), **policy_kwargs)
+    return env, tf_env, policy
+
+
+def test_policy_state_carries_plan_between_replans():
+    env, tf_env, policy = _oracle_reach(50, 2, replan_every=3)
     time_step = tf_env.reset()
     state = policy.get_initial_state(1)
     first = policy.action(time_step, state)
@@ -85,14 +91,8 @@ def test_policy_state_carries_plan_between_replans():
 
 
 def test_closed_loop_final_steps_replan_every_step_at_the_end():
-    goal_set = goals.generate_goal_set("reach", num_goals=1, seed=1)
-    env = goal_env.GoalConditionedPyEnvironment(goal_set)
-    tf_env = tf_py_environment.TFPyEnvironment(oracle.PrivilegedObservation(env))
-    policy = mpc_policy.MPCPolicy(
-        tf_env.time_step_spec(), tf_env.action_spec(), _kinematic_model, _true_distance,
-        init_std=[0.6, 0.6, 0.3, 0.3],
-        config=cem.CEMConfig(num_samples=30, num_elites=5, iterations=1, horizon=6),
-        replan_every=4, episode_length=10, closed_loop_final_steps=3, warm_start=True)
+    env, tf_env, policy = _oracle_reach(30, 1, replan_every=4, episode_length=10,
+                                        closed_loop_final_steps=3, warm_start=True)
     time_step = tf_env.reset()
     state = policy.get_initial_state(1)
     replanned = []
