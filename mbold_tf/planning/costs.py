@@ -7,9 +7,9 @@ episode's end, so near the end this is the frame at the final step, as in the au
 * ``'learned_distance'`` (MBOLD): ``−Q(ŝ, π(ŝ, g), g)`` — the twin critics' min at the actor's
   action, i.e. ``−max_α Q`` as the paper writes it (Eq. 3, ``q_action='actor'``). With
   ``q_action='plan'`` the critic scores the plan's own last transition instead,
-  ``−Q(ŝ_{t+h−1}, a_{t+h−1}, g)``: ``max_α Q(ŝ_{t+h}, α, g)`` is the same for every final frame
-  from which one action reaches g, so it cannot tell "at the goal" from "one step short of it";
-  the plan's last transition can. ``steps=True`` scores the expected number of steps ``d(Q)``
+  ``−Q(ŝ_{t+h−1}, a_{t+h−1}, g)``: the ideal ``max_α Q(ŝ_{t+h}, α, g)`` is the same for every
+  final frame from which one action reaches g, the plan's own last transition is not (measured on
+  reach it did not plan better: README "Results"). ``steps=True`` scores the expected number of steps ``d(Q)``
   instead (same ranking, other elite weights for the 'authors' refit).
 * ``'pixel_l2'`` (Visual Foresight): mean squared pixel difference, images in [0, 1].
 * ``'vae'``: ℓ2 between VAE latents (App. C.1); ``'temporal'``: regressed temporal distance
