@@ -94,7 +94,8 @@ def geometric_offsets(seed_pair, n: int, p: float) -> tf.Tensor:
 def distance_dataset(arrays: EpisodeArrays, neighbor_table: Optional[np.ndarray] = None,
                      batch_size: int = 64, p: float = 0.3, negative_fraction: float = 0.5,
                      negatives_key: str = "state", reward_scheme: str = "indicator",
-                     seed: int = 0) -> tf.data.Dataset:
+                     seed: int = 0, state_images: Optional[np.ndarray] = None,
+                     state_image_fraction: float = 0.0) -> tf.data.Dataset:
     """Relabelled transitions for the distance agent (§4, App. A.1).
 
     A fraction ``1 - negative_fraction`` of each batch uses hindsight goals s_{t+Δ} from the same
@@ -103,6 +104,10 @@ def distance_dataset(arrays: EpisodeArrays, neighbor_table: Optional[np.ndarray]
     [M, k] from :func:`mbold_tf.data.neighbors.neighbor_table`) of the state's
     (``negatives_key='state'``, the paper) or of the hindsight goal's (``'goal'``, the authors'
     code). ``'none'`` (or ``negative_fraction=0``) trains on hindsight goals only.
+
+    ``state_images`` (uint8 [M, 64, 64, 3], aligned with the arrays' steps, e.g. the video
+    predictor's frames of the same episodes): a fraction ``state_image_fraction`` of the rows
+    read their ``observation`` and ``next_observation`` from it; goals stay real frames.
 
     Elements (batched, B = batch_size): ``observation``, ``next_observation``, ``goal`` uint8
     [B, 64, 64, 3]; ``action`` float32 [B, A]; ``reward``, ``discount`` float32 [B];
@@ -120,13 +125,18 @@ def distance_dataset(arrays: EpisodeArrays, neighbor_table: Optional[np.ndarray]
                          "neighbor_table(arrays)); or set negatives_key='none'.")
     n_pos = batch_size - n_neg
     c = _constants(arrays)
+    mixed = state_images is not None and state_image_fraction > 0
+    if mixed and tuple(state_images.shape) != tuple(arrays.images.shape):
+        raise ValueError(f"state_images has shape {list(state_images.shape)}; it must match the "
+                         f"dataset's images {list(arrays.images.shape)} step for step.")
+    alt_images = tf.constant(state_images) if mixed else None
     t = arrays.step_time()
     anchors = tf.constant(np.flatnonzero(t < np.repeat(arrays.episode_length,
                                                        arrays.episode_length) - 1), tf.int64)
     table = tf.constant(neighbor_table, tf.int64) if n_neg else None
 
     def make_batch(seed_pair):
-        seeds = tf.random.experimental.stateless_split(seed_pair, 5)
+        seeds = tf.random.experimental.stateless_split(seed_pair, 6)
         i = _uniform_choice(seeds[0], anchors, batch_size)
         delta = geometric_offsets(seeds[1], batch_size, p)
         goal_idx = tf.minimum(i + delta, tf.gather(c["last"], i))
@@ -140,9 +150,16 @@ def distance_dataset(arrays: EpisodeArrays, neighbor_table: Optional[np.ndarray]
             goal_idx = tf.where(is_neg, neg_idx, goal_idx)
             reached = tf.logical_and(reached, tf.logical_not(is_neg))
         reward, discount = rewards_for(reached, reward_scheme)
-        return {"observation": tf.gather(c["images"], i),
+        observation = tf.gather(c["images"], i)
+        next_observation = tf.gather(c["images"], i + 1)
+        if mixed:
+            use = tf.random.stateless_uniform([batch_size], seeds[5]) < state_image_fraction
+            use = use[:, None, None, None]
+            observation = tf.where(use, tf.gather(alt_images, i), observation)
+            next_observation = tf.where(use, tf.gather(alt_images, i + 1), next_observation)
+        return {"observation": observation,
                 "action": tf.gather(c["actions"], i),
-                "next_observation": tf.gather(c["images"], i + 1),
+                "next_observation": next_observation,
                 "goal": tf.gather(c["images"], goal_idx),
                 "reward": reward, "discount": discount, "is_negative": is_neg,
                 "offset": tf.where(is_neg, tf.zeros_like(goal_idx), goal_idx - i)}

@@ -33,6 +33,8 @@ from mbold_tf.data import pipelines
 from mbold_tf.data import rlds
 from mbold_tf.models import baselines
 from mbold_tf.models import distance_networks as dn
+from mbold_tf.models import video_predictor
+from mbold_tf.training import predicted_frames
 from mbold_tf.utils import batch_norm
 from mbold_tf.utils import run_config
 from mbold_tf.utils import training
@@ -94,7 +96,8 @@ def train_distance(root_dir: str, method: str = "cql_td3",
                    seed: int = 0, max_episodes: Optional[int] = None,
                    checkpoint_every: int = 5000, summary_every: int = 100,
                    log_every: int = 500, arrays: Optional[rlds.EpisodeArrays] = None,
-                   bn_recalibration_batches: int = 50) -> Dict:
+                   bn_recalibration_batches: int = 50, predicted_states_dir: Optional[str] = None,
+                   predicted_state_fraction: float = 0.5) -> Dict:
     """Trains a distance function (or GCBC) into ``root_dir``; resumes if it has a checkpoint.
 
     Args:
@@ -111,6 +114,10 @@ def train_distance(root_dir: str, method: str = "cql_td3",
       bn_recalibration_batches: before every checkpoint, the batch-norm moving statistics are
         recomputed from this many training batches (:mod:`mbold_tf.utils.batch_norm`), so the
         saved networks infer the way they trained; 0 keeps Keras' moving averages.
+      predicted_states_dir: a trained video predictor's run directory (agent methods; not in
+        the paper): a ``predicted_state_fraction`` of each batch's states and next states are
+        that predictor's frames of the same steps (:mod:`mbold_tf.training.predicted_frames`),
+        so the critic learns to read the frames the planner will score; goals stay real.
     Returns:
       dict: method, steps, seconds, steps_per_s, the last scalars.
     Raises:
@@ -127,6 +134,8 @@ def train_distance(root_dir: str, method: str = "cql_td3",
     if agent_kind:
         settings.update(reward_scheme=reward_scheme, gamma=float(gamma),
                         negatives_key=negatives_key)
+        if predicted_states_dir:
+            settings["predicted_state_fraction"] = float(predicted_state_fraction)
     run_config.check_or_write_config(root_dir, KIND, settings)
     if arrays is None:
         arrays = rlds.load_episodes(dataset, "train", data_dir=data_dir, max_episodes=max_episodes)
@@ -139,9 +148,17 @@ def train_distance(root_dir: str, method: str = "cql_td3",
         table = None
         if negatives_key != "none":
             table = neighbors.neighbor_table(arrays)
+        mix = {}
+        if predicted_states_dir:
+            t_pred = time.time()
+            mix = {"state_images": predicted_frames.predicted_images(
+                       arrays, video_predictor.load_predictor(predicted_states_dir)),
+                   "state_image_fraction": predicted_state_fraction}
+            logging.info("Predicted frames of %d steps from %s in %.1f s", len(arrays.images),
+                         predicted_states_dir, time.time() - t_pred)
         ds = pipelines.distance_dataset(arrays, neighbor_table=table, batch_size=batch_size,
                                         negatives_key=negatives_key, reward_scheme=reward_scheme,
-                                        seed=seed)
+                                        seed=seed, **mix)
         agent, (actor, critic1, critic2) = build_agent(settings, learning_rate, cql_tau)
         trackables = {"agent": agent, "actor_network": actor, "critic_network_1": critic1,
                       "critic_network_2": critic2}
@@ -177,7 +194,7 @@ def train_distance(root_dir: str, method: str = "cql_td3",
         if agent_kind:
             recal_ds = pipelines.distance_dataset(
                 arrays, neighbor_table=table, batch_size=batch_size, negatives_key=negatives_key,
-                reward_scheme=reward_scheme, seed=seed + 1)
+                reward_scheme=reward_scheme, seed=seed + 1, **mix)
             before_save = _agent_recalibration(actor, critic1, critic2, iter(recal_ds),
                                                bn_recalibration_batches, step)
         else:
