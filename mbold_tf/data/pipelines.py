@@ -136,7 +136,7 @@ def distance_dataset(arrays: EpisodeArrays, neighbor_table: Optional[np.ndarray]
     table = tf.constant(neighbor_table, tf.int64) if n_neg else None
 
     def make_batch(seed_pair):
-        seeds = tf.random.experimental.stateless_split(seed_pair, 6)
+        seeds = tf.random.experimental.stateless_split(seed_pair, 5)
         i = _uniform_choice(seeds[0], anchors, batch_size)
         delta = geometric_offsets(seeds[1], batch_size, p)
         goal_idx = tf.minimum(i + delta, tf.gather(c["last"], i))
@@ -153,7 +153,9 @@ def distance_dataset(arrays: EpisodeArrays, neighbor_table: Optional[np.ndarray]
         observation = tf.gather(c["images"], i)
         next_observation = tf.gather(c["images"], i + 1)
         if mixed:
-            use = tf.random.stateless_uniform([batch_size], seeds[5]) < state_image_fraction
+            # A seed of its own (folded in), so batches without the mix keep their old streams.
+            mix_seed = tf.random.experimental.stateless_fold_in(seed_pair, 5)
+            use = tf.random.stateless_uniform([batch_size], mix_seed) < state_image_fraction
             use = use[:, None, None, None]
             observation = tf.where(use, tf.gather(alt_images, i), observation)
             next_observation = tf.where(use, tf.gather(alt_images, i + 1), next_observation)
