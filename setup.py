@@ -4,6 +4,8 @@ import setuptools
 # The tested stack (DESIGN.md §3). Pinned exactly: tf-agents 0.19.0 is its last release and needs
 # TFP 0.23 -> TF 2.15 (Keras 2, numpy < 2); scann 1.3.0 is the build for TF 2.15;
 # tensorflow-metadata >= 1.16 needs protobuf 5 and breaks TFDS; an unpinned mujoco breaks dm_control.
+# grpcio >= 1.75 needs typing-extensions >= 4.12; tf-agents 0.19 pins 4.5.0: unpinned, pip downloads
+# every newer grpcio (22 of them on 2026-11-24) before it settles on 1.74.0.
 INSTALL_REQUIRES = [
     "tensorflow==2.15.1",
     "tf-agents==0.19.0",
@@ -19,6 +21,7 @@ INSTALL_REQUIRES = [
     "numpy==1.26.4",
     "pillow==13.0.0",
     "scipy==1.17.1",
+    "grpcio==1.74.0",
 ]
 
 setuptools.setup(
