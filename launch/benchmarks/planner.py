@@ -31,6 +31,7 @@ from mbold_tf.models import distance_networks as dn
 from mbold_tf.models import video_predictor
 from mbold_tf.planning import cem
 from mbold_tf.planning import factory
+from mbold_tf.planning import mpc_policy
 # The preset gin files also bind the training functions: register them before parsing.
 from mbold_tf.training import distance as _distance_training  # pylint: disable=unused-import
 from mbold_tf.training import predictor as _predictor_training  # pylint: disable=unused-import
@@ -92,7 +93,7 @@ def _one_config(name: str, repeats: int) -> dict:
     replan_every = gin.query_parameter("make_policy.replan_every")
     length = gin.query_parameter("make_policy.episode_length")
     final = gin.query_parameter("make_policy.closed_loop_final_steps")
-    replans = replans_per_episode(length, replan_every, final)
+    replans = mpc_policy.replans_per_episode(length, replan_every, final)
     per_action = replan * replans / length
     return {"samples": config.num_samples, "iterations": config.iterations,
             "horizon": config.horizon, "replan_every": replan_every,
@@ -103,13 +104,6 @@ def _one_config(name: str, repeats: int) -> dict:
             "replan_s": round(replan, 3), "exported_replan_s": round(exported, 3),
             "s_per_executed_action": round(per_action, 3),
             "speedup_vs_paper_2s_per_action": round(2.0 / per_action, 2)}
-
-
-def replans_per_episode(episode_length: int, replan_every: int, closed_loop_final_steps: int
-                        ) -> int:
-    """Replans in one episode: steps s with s % replan_every == 0 or s in the final phase."""
-    start = episode_length - closed_loop_final_steps
-    return sum(1 for s in range(episode_length) if s % replan_every == 0 or s >= start)
 
 
 def run(quick: bool) -> dict:

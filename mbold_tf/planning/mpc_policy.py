@@ -25,6 +25,17 @@ from mbold_tf.planning import cem as cem_lib
 from mbold_tf.planning import costs
 
 
+def replans_per_episode(episode_length: int, replan_every: int,
+                        closed_loop_final_steps: int = 0) -> int:
+    """How often :class:`MPCPolicy` runs CEM in an episode of ``episode_length`` steps (int).
+
+    It replans at steps s with s % replan_every == 0, and at every step of the last
+    ``closed_loop_final_steps``.
+    """
+    start = episode_length - closed_loop_final_steps
+    return sum(1 for s in range(episode_length) if s % replan_every == 0 or s >= start)
+
+
 class MPCPolicy(tf_policy.TFPolicy):
     """CEM-MPC planner as a TFPolicy; acts on batched time steps (each element planned alone).
 
