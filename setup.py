@@ -1,8 +1,8 @@
 """mbold-tf: Model-Based Visual Planning with Self-Supervised Functional Distances (MBOLD) in TF."""
 import setuptools
 
-# The tested stack (DESIGN.md §3). Pinned exactly: tf-agents 0.19.0 is its last release and needs
-# TFP 0.23 -> TF 2.15 (Keras 2, numpy < 2); scann 1.3.0 is the build for TF 2.15;
+# The tested stack (docs/design.md, "Stack"). Pinned exactly: tf-agents 0.19.0 is its last release;
+# it needs TFP 0.23 -> TF 2.15 (Keras 2, numpy < 2); scann 1.3.0 is the build for TF 2.15;
 # tensorflow-metadata >= 1.16 needs protobuf 5 and breaks TFDS; an unpinned mujoco breaks dm_control.
 # grpcio >= 1.75 needs typing-extensions >= 4.12; tf-agents 0.19 pins 4.5.0: unpinned, pip downloads
 # every newer grpcio (22 of them on 2026-11-24) before it settles on 1.74.0.

@@ -5,10 +5,21 @@
         --seeds=3 --num_goals=100 --out=artifacts/eval_push1 \\
         --gin_file=gin/presets/cpu/planner.gin
 
-Writes results.json, per_goal.csv, table.md and GIFs under --out and prints the table
-(success % mean ± std over seeds, final object and arm distance).
+The control-centric upper bound (the planners also with the true simulator as their model,
+PRIVILEGED, and CEM with the true distance as its cost):
+
+    python -m launch.evaluate --task=reach --methods=mbold,vf,privileged,q_only,random \\
+        --models=predictor,simulator ...
+
+Writes the per-episode results.json (the input of launch.report), table.md (rendered from it)
+and GIFs under --out and prints the table: success % with Wilson 95% intervals, paired
+comparisons on the same goals and seeds, and with the simulator, which part of each cost's gap
+to the best simulator planner is the predictor's and which the cost's. A rerun with the same
+--out, goals and seeds resumes after the finished (method, model, seed) blocks.
 """
 import os
+import shlex
+import sys
 
 from absl import app
 from absl import flags
@@ -16,9 +27,9 @@ from absl import logging
 import gin
 
 from mbold_tf.envs import goals
-from mbold_tf.eval import goal_eval
 from mbold_tf.eval import policy_eval
 from mbold_tf.planning import factory
+from mbold_tf.utils import run_config
 # Registers every configurable the loaded models use before gin parses (and locks) the config.
 from mbold_tf.models import video_predictor  # pylint: disable=unused-import
 from mbold_tf.training import distance as distance_training  # pylint: disable=unused-import
@@ -26,6 +37,9 @@ from mbold_tf.training import distance as distance_training  # pylint: disable=u
 flags.DEFINE_string("task", "push1", "Task name.")
 flags.DEFINE_list("methods", ["mbold", "vf", "q_only", "random"],
                   f"Policies to evaluate, from {factory.METHODS}.")
+flags.DEFINE_list("models", ["predictor"],
+                  "Planning models of the CEM planners: predictor and/or simulator (PRIVILEGED: "
+                  "the true simulator rolls the candidates out; evaluation upper bound).")
 flags.DEFINE_string("goals", None, "A goal-set .npz (launch.make_goals); default: generate.")
 flags.DEFINE_integer("num_goals", 100, "Goals to generate when --goals is not given.")
 flags.DEFINE_bool("hard", False, "Hard goals (the arm away from the moved object).")
@@ -45,21 +59,36 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     del argv
+    try:
+        run()
+    except (policy_eval.EvaluationSetupError, run_config.ConfigMismatchError,
+            FileNotFoundError) as e:
+        sys.exit(f"launch.evaluate: {e}")
+
+
+def run():
+    """Parses gin, builds the goal set, loads the models and evaluates (see module docstring)."""
     gin.parse_config_files_and_bindings(FLAGS.gin_file, FLAGS.gin_param)
+    policy_eval.evaluation_grid(FLAGS.methods, FLAGS.models)  # bad names fail before loading
     if FLAGS.goals:
         goal_set = goals.GoalSet.load(FLAGS.goals)
     else:
         goal_set = goals.generate_goal_set(FLAGS.task, num_goals=FLAGS.num_goals,
                                            hard=FLAGS.hard, seed=FLAGS.goal_seed)
-    models = factory.load_models(FLAGS.predictor_dir, FLAGS.distance_dir, FLAGS.vae_dir,
-                         FLAGS.temporal_dir, FLAGS.gcbc_dir)
-    logging.info("Evaluating %s on %d %s goals × %d seeds", FLAGS.methods, len(goal_set),
-                 goal_set.task, FLAGS.seeds)
-    _, table = policy_eval.evaluate_methods(goal_set, FLAGS.methods, models,
-                                            list(range(FLAGS.seeds)), FLAGS.out,
-                                            num_gifs=FLAGS.num_gifs)
-    print(goal_eval.format_table(table))
-    print(f"Results in {os.path.abspath(FLAGS.out)}")
+    model_dirs = {"predictor": FLAGS.predictor_dir, "distance": FLAGS.distance_dir,
+                  "vae": FLAGS.vae_dir, "temporal": FLAGS.temporal_dir, "gcbc": FLAGS.gcbc_dir}
+    models = factory.load_models(**{f"{k}_dir": v for k, v in model_dirs.items()})
+    logging.info("Evaluating %s with %s on %d %s goals × %d seeds", FLAGS.methods, FLAGS.models,
+                 len(goal_set), goal_set.task, FLAGS.seeds)
+    command = "python -m launch.evaluate " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    policy_eval.evaluate_methods(goal_set, FLAGS.methods, models, list(range(FLAGS.seeds)),
+                                 FLAGS.out, num_gifs=FLAGS.num_gifs,
+                                 planning_models=FLAGS.models, command=command,
+                                 planner_gin_files=FLAGS.gin_file, model_dirs=model_dirs)
+    with open(os.path.join(FLAGS.out, policy_eval.TABLE_NAME)) as f:
+        print(f.read())
+    print(f"Results in {os.path.abspath(os.path.join(FLAGS.out, policy_eval.RESULTS_NAME))}; "
+          f"tables: python -m launch.report {os.path.join(FLAGS.out, policy_eval.RESULTS_NAME)}")
 
 
 if __name__ == "__main__":

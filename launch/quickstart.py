@@ -23,7 +23,7 @@ import mbold_tf
 from mbold_tf.data.build import build
 from mbold_tf.envs import goals
 from mbold_tf.envs import tasks
-from mbold_tf.eval import goal_eval
+from mbold_tf.eval import report
 from mbold_tf.eval import policy_eval
 from mbold_tf.export import robot_side
 from mbold_tf.export import saved_model
@@ -34,8 +34,8 @@ PRESETS = {
     # dataset size, gin preset folder, test goals, evaluation seeds, methods
     "smoke": {"dataset": "tiny", "gin": "tiny", "goals": 2, "seeds": 1,
               "methods": ["mbold", "vf", "q_only", "random"]},
-    # Planning costs ~1 min per episode on 2 CPU cores (issue 6 tracks making it faster), so
-    # the CPU main job evaluates a handful of goals; use launch.evaluate for more goals/seeds.
+    # Planning costs tens of seconds per episode on 2 CPU cores (README, main job), so the
+    # CPU main job evaluates a handful of goals; use launch.evaluate for more goals/seeds.
     "cpu": {"dataset": "cpu", "gin": "cpu", "goals": 5, "seeds": 1,
             "methods": ["mbold", "vf", "q_only", "random"]},
 }
@@ -88,8 +88,15 @@ def run(task: str, preset: str, out: str, data_dir=None, num_goals=None, seeds=N
                                                                 seed=0))
     goal_set.save(os.path.join(out, f"goals_{task}.npz"))
     models = factory.load_models(predictor_dir, distance_dir)
-    _, table = stage("evaluate", 5, lambda: policy_eval.evaluate_methods(
-        goal_set, cfg["methods"], models, list(range(seeds)), out, num_gifs=2))
+    command = (f"python -m launch.quickstart --preset={preset} --task={task} --out={out}"
+               + (f" --goals={num_goals}" if num_goals != cfg["goals"] else "")
+               + (f" --seeds={seeds}" if seeds != cfg["seeds"] else ""))
+    evaluation = stage("evaluate", 5, lambda: policy_eval.evaluate_methods(
+        goal_set, cfg["methods"], models, list(range(seeds)), out, num_gifs=2,
+        command=command, planner_gin_files=[os.path.relpath(f, mbold_tf.REPO_ROOT)
+                                            for f in _gin_files(cfg["gin"])[2:]],
+        model_dirs={"predictor": predictor_dir, "distance": distance_dir}))
+    table = report.summary_rows(evaluation["episodes"])
 
     def export():
         path = os.path.join(out, "export", f"{task}_mbold")
@@ -119,7 +126,8 @@ def run(task: str, preset: str, out: str, data_dir=None, num_goals=None, seeds=N
 def main(argv):
     del argv
     summary = run(FLAGS.task, FLAGS.preset, FLAGS.out, FLAGS.data_dir, FLAGS.goals, FLAGS.seeds)
-    print(goal_eval.format_table(summary["table"]))
+    with open(os.path.join(FLAGS.out, policy_eval.TABLE_NAME)) as f:
+        print(f.read())
     print(f"Stage times (s): {summary['timings_s']}")
     print(f"Results in {FLAGS.out} ({summary['seconds']} s); exported policy in "
           f"{summary['export']['path']}.")

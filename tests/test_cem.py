@@ -1,4 +1,4 @@
-"""CEM optimizer (issue 6, part 1)."""
+"""CEM optimizer."""
 import numpy as np
 import pytest
 import tensorflow as tf

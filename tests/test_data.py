@@ -1,4 +1,4 @@
-"""TFDS/RLDS builder, reader, pipelines and ScaNN hard negatives (issue 3)."""
+"""TFDS/RLDS builder, reader, pipelines and ScaNN hard negatives."""
 import os
 import shutil
 

@@ -1,4 +1,4 @@
-"""dm_control tasks, goal sets, metrics, wrappers and adapters (issue 2)."""
+"""dm_control tasks, goal sets, metrics, wrappers and adapters."""
 import numpy as np
 import pytest
 
@@ -216,7 +216,18 @@ def test_goal_env_with_tf_agents_driver():
     driver.run(env.reset())
     assert length.result() == tasks.EPISODE_STEPS
     m = env.episode_metrics()
-    assert set(m) == {"goal_index", "success", "object_distance", "arm_distance"}
+    assert set(m) == {"goal_index", "success", "object_distance", "arm_distance",
+                      "start_object_distance", "start_arm_distance", "object_displacement",
+                      "object_moved"}
+    # The driver stops after the boundary step, i.e. just after the auto-reset into the next
+    # goal: nothing has moved yet and the distances are the start distances (reach goals are
+    # ≥ 0.15 m of end-effector motion away).
+    assert (m["object_moved"], m["object_displacement"]) == (0.0, 0.0)
+    assert m["object_distance"] == m["start_object_distance"] >= 0.15 - 1e-6
+    env.step(np.ones(4, np.float32))
+    moved = env.episode_metrics()
+    assert moved["object_moved"] == 1.0 and moved["object_displacement"] > 0.01
+    assert moved["start_object_distance"] == m["start_object_distance"]
     env.close()
 
 

@@ -1,4 +1,4 @@
-"""Video predictor, its training and evaluation (issue 4). Tiny configs, CPU."""
+"""Video predictor, its training and evaluation. Tiny configs, CPU."""
 import json
 import os
 

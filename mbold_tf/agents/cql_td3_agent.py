@@ -67,7 +67,7 @@ class CqlTd3Agent(td3_agent.Td3Agent):
       actor_bc_weight: β of a TD3+BC actor loss (Fujimoto & Gu 2021),
         −β·Q(s, π(s, g), g) / mean|Q| + ‖π(s, g) − a_data‖² averaged over the batch; 0 (default,
         the paper) is TD3's −Q. It keeps the actor, whose action the distance reads, inside the
-        data's action support, where the critic is trained (see the README's distance section).
+        data's action support, where the critic is trained (docs/design.md, "Distance function").
       td_target_bounds: (low, high) the TD targets are clipped into: the range of the true Q for
         the reward scheme (``distances.q_bounds``; [0, 1] for 'indicator'). Without it the
         critics drift below that range (measured: mean Q ≈ −2 after 2,600 steps on push1_cpu).

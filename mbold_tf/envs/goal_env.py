@@ -70,6 +70,7 @@ class GoalConditionedPyEnvironment(py_environment.PyEnvironment):
         self._next_goal = 0
         self._goal: Optional[int] = None
         self._t = 0
+        self._start: Optional[Dict[str, np.ndarray]] = None  # privileged state at reset
         self._obs_spec, self._action_spec = array_specs(image_size)
 
     # -- specs -----------------------------------------------------------------------------------
@@ -103,6 +104,7 @@ class GoalConditionedPyEnvironment(py_environment.PyEnvironment):
         self._next_goal = (self._goal + 1) % len(self.goal_set)
         self._env.reset()
         self.physics.set_state_vector(self.goal_set.start_states[self._goal])
+        self._start = tasks.privileged_state(self.physics)
         self._t = 0
         return ts_lib.restart(self._observation())
 
@@ -126,14 +128,50 @@ class GoalConditionedPyEnvironment(py_environment.PyEnvironment):
                                int(self.goal_set.moved_object[self._goal]))
 
     def episode_metrics(self) -> Dict[str, float]:
-        """Current goal's success, object distance and arm distance (read at the final step)."""
+        """The current goal's metrics, read now (at the final step for the paper's numbers).
+
+        Returns floats: goal_index; success (0/1); object_distance and arm_distance (m, now);
+        start_object_distance and start_arm_distance (m, at the episode's reset);
+        object_displacement (m the task's object moved since the reset, any block for push
+        tasks) and object_moved (1.0 when that exceeds :data:`metrics.MOVED_THRESHOLD`), so a
+        policy that leaves the object where it was cannot pass for one that moved it closer.
+        """
+        if self._goal is None or self._start is None:
+            raise RuntimeError("episode_metrics() before the first reset(): no episode yet.")
         final = tasks.privileged_state(self.physics)
         goal = self.goal_set.goal_privileged(self._goal)
         moved = int(self.goal_set.moved_object[self._goal])
+        displacement = metrics.object_displacement(self.spec, self._start, final)
         return {"goal_index": float(self._goal),
                 "success": float(metrics.success(self.spec, final, goal, moved)),
                 "object_distance": metrics.object_distance(self.spec, final, goal, moved),
-                "arm_distance": metrics.arm_distance(final, goal)}
+                "arm_distance": metrics.arm_distance(final, goal),
+                "start_object_distance": metrics.object_distance(self.spec, self._start, goal,
+                                                                 moved),
+                "start_arm_distance": metrics.arm_distance(self._start, goal),
+                "object_displacement": displacement,
+                "object_moved": float(displacement > metrics.MOVED_THRESHOLD)}
+
+    def copy_environment(self):
+        """A new dm_control environment of the same task, action scale and image size.
+
+        Its physics takes this one's state through ``get_state_vector``/``set_state_vector``;
+        the simulator-as-model evaluation (:mod:`mbold_tf.envs.simulator`) steps it.
+        """
+        task = self._env.task
+        return tasks.load(self.goal_set.task, seed=0, action_scale=task.action_scale,
+                          image_size=task.image_size)
+
+    def current_goal_privileged(self) -> Dict[str, np.ndarray]:
+        """Privileged state of the current episode's goal (evaluation only)."""
+        if self._goal is None:
+            raise RuntimeError("No episode yet: call reset() first.")
+        return self.goal_set.goal_privileged(self._goal)
+
+    @property
+    def moved_object(self) -> int:
+        """Index of the block the current goal moves (0 without blocks)."""
+        return int(self.goal_set.moved_object[self._goal or 0])
 
     def render(self, mode: str = "rgb_array"):
         return self.physics.render_image()

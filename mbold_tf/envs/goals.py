@@ -22,6 +22,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
+from mbold_tf.envs import metrics
 from mbold_tf.envs import random_policy
 from mbold_tf.envs import scene
 from mbold_tf.envs import tasks
@@ -29,7 +30,7 @@ from mbold_tf.envs import tasks
 REACH_MIN_MOTION = 0.15
 REACH_HARD_MIN_MOTION = 0.25
 PUSH_MIN_MOTION = 0.075
-PUSH_MOVED = 0.01
+PUSH_MOVED = metrics.MOVED_THRESHOLD
 HARD_ARM_CLEARANCE = 0.125
 DOOR_CENTER_RANGE = (0.10, 0.30)
 DOOR_HALF_TRAVEL = 0.15

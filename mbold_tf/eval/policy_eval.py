@@ -1,69 +1,172 @@
-"""Evaluate several policies (by method name) over a goal set and several seeds.
+"""Evaluate goal-reaching policies over a goal set: methods × planning models × seeds.
 
-Writes ``results.json`` (table + per-goal rows), ``per_goal.csv``, ``table.md`` and GIFs of the
-first episodes of each method (camera beside goal image) under ``out_dir``.
+Every episode becomes one record of the results file (:mod:`mbold_tf.eval.results`), written
+under ``out_dir`` as ``results.json`` after every (method, model, seed) block, so a killed
+evaluation keeps what it finished and a rerun with the same goals and seeds resumes after it.
+``table.md`` is rendered from that file by :mod:`mbold_tf.eval.report` (exactly what
+``launch.report`` prints for it). GIFs of the first episodes of each cell go to ``out_dir/gifs``.
+
+The CEM planners run with each of ``planning_models``: 'predictor' (the trained video predictor)
+and/or 'simulator' (PRIVILEGED: the true simulator, :mod:`mbold_tf.envs.simulator`), on the same
+goals and seeds, which is the control-centric upper bound of each cost.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from absl import logging
+import gin
 from tf_agents.specs import tensor_spec
 
 from mbold_tf.envs import goal_env
 from mbold_tf.envs import goals as goals_lib
+from mbold_tf.envs import simulator as simulator_lib
 from mbold_tf.envs import tasks
 from mbold_tf.eval import goal_eval
+from mbold_tf.eval import report
+from mbold_tf.eval import results as results_lib
+from mbold_tf.planning import cem
 from mbold_tf.planning import factory
 from mbold_tf.planning import policies
+
+RESULTS_NAME = "results.json"
+TABLE_NAME = "table.md"
+
+
+class EvaluationSetupError(ValueError):
+    """A bad evaluation request (names, missing models, a results file of other goals), found
+    before any episode runs; launchers print it without a traceback."""
+
+
+def evaluation_grid(methods: Sequence[str], planning_models: Sequence[str]
+                    ) -> List[Tuple[str, str]]:
+    """The (method, model) cells to run, in order: each planner once per planning model it can
+    use, each model-free method once with model 'none'. Raises ValueError for unknown names and
+    for a grid in which a requested method has no valid cell."""
+    cells = []
+    for method in methods:
+        if method not in factory.METHODS:
+            raise EvaluationSetupError(f"Unknown method {method!r}; choose from {factory.METHODS}.")
+        if method not in factory.PLANNERS:
+            cells.append((method, "none"))
+            continue
+        usable = [m for m in planning_models if not (method == "privileged" and m != "simulator")]
+        for model in planning_models:
+            if model not in factory.PLANNING_MODELS:
+                raise EvaluationSetupError(f"Unknown planning model {model!r}; choose from "
+                                 f"{factory.PLANNING_MODELS}.")
+        if not usable:
+            raise EvaluationSetupError(f"Method {method!r} needs the simulator model; add 'simulator' "
+                             f"to the planning models (--models=predictor,simulator).")
+        cells += [(method, m) for m in usable]
+    return cells
+
+
+def planner_config() -> Dict[str, Any]:
+    """The planner settings in force: CEMConfig fields and make_policy's gin bindings."""
+    config = dataclasses.asdict(cem.CEMConfig())
+    config.update({k: v for k, v in sorted(gin.get_bindings(factory.make_policy).items())})
+    return config
+
+
+def _resumable(out_dir: str, header: Mapping[str, Any]) -> List[Dict[str, Any]]:
+    """Episodes of an earlier run in ``out_dir`` over the same goals and planner, for the seeds
+    this run asks for (so ``--seeds=1`` can be extended to ``--seeds=3``), else []."""
+    path = os.path.join(out_dir, RESULTS_NAME)
+    if not os.path.exists(path):
+        return []
+    old = results_lib.load_results(path)
+    keys = ("task", "hard", "goal_seed", "goal_indices", "planner_config")
+    if any(old["header"].get(k) != header.get(k) for k in keys):
+        raise EvaluationSetupError(f"{path} holds an evaluation of other goals or planner settings; use "
+                         f"another --out (or delete it to start over).")
+    kept = [e for e in old["episodes"] if e["seed"] in header["seeds"]]
+    logging.info("Resuming: %d of the %d episodes in %s are of seeds %s", len(kept),
+                 len(old["episodes"]), path, header["seeds"])
+    return kept
 
 
 def evaluate_methods(goal_set: goals_lib.GoalSet, methods: Sequence[str],
                      models: Dict[str, Any], seeds: Sequence[int], out_dir: str,
-                     num_gifs: int = 3, goal_indices: Sequence[int] = None
-                     ) -> Tuple[Dict[str, Dict[int, List[Dict]]], List[Dict]]:
-    """Runs every method on every goal for every seed; returns (rows_per_seed, table).
+                     num_gifs: int = 3, goal_indices: Optional[Sequence[int]] = None,
+                     planning_models: Sequence[str] = ("predictor",), command: str = "",
+                     planner_gin_files: Sequence[str] = (),
+                     model_dirs: Optional[Mapping[str, str]] = None) -> Dict[str, Any]:
+    """Runs every (method, model) cell on every goal for every seed; returns the results dict.
 
     Args:
       goal_set: the task's test goals.
       methods: names from :data:`mbold_tf.planning.factory.METHODS`.
-      models: trained models by role (see :func:`mbold_tf.planning.factory.make_policy`).
+      models: trained models by role (see :func:`mbold_tf.planning.factory.make_policy`); the
+        simulator model is built here when a cell needs it.
       seeds: policy seeds (the env is deterministic given the goal's start state).
-      out_dir: where results and GIFs go.
-      num_gifs: episodes saved as GIFs per method (first seed only).
+      out_dir: where ``results.json``, ``table.md`` and GIFs go.
+      num_gifs: episodes saved as GIFs per cell (first seed only).
       goal_indices: subset of goals (default: all).
+      planning_models: 'predictor' and/or 'simulator' (PRIVILEGED) for the CEM planners.
+      command, planner_gin_files, model_dirs: recorded in the results header (the command line,
+        the planner's gin files, each model's run directory by role).
+    Returns:
+      the results file's content: {'format', 'version', 'header', 'episodes'}.
     """
-    for m in methods:  # fail before any episode runs
-        if m not in factory.METHODS:
-            raise ValueError(f"Unknown method {m!r}; choose from {factory.METHODS}.")
-        missing = [k for k in factory.REQUIRES[m] if models.get(k) is None]
+    cells = evaluation_grid(methods, planning_models)
+    if not cells:
+        raise EvaluationSetupError("No methods to evaluate.")
+    for method, model in cells:  # fail before any episode runs
+        need = [k for k in factory.requires(method, "predictor" if model == "none" else model)
+                if k != "simulator"]
+        missing = [k for k in need if models.get(k) is None]
         if missing:
-            raise ValueError(f"Method {m!r} needs trained model(s) {missing}.")
+            raise EvaluationSetupError(f"Method {method!r} needs trained model(s) {missing}; pass their "
+                             f"run directories (e.g. --{missing[0]}_dir).")
+    indices = list(goal_indices if goal_indices is not None else range(len(goal_set)))
+    header = results_lib.make_header(
+        goal_set.task, goal_set.hard, goal_set.seed, len(goal_set), indices, seeds, command,
+        planner_gin_files, planner_config(), model_dirs or {})
+    episodes = _resumable(out_dir, header)
+    done = {(e["method"], e["model"], e["seed"]) for e in episodes}
+    path = os.path.join(out_dir, RESULTS_NAME)
     env = goal_env.GoalConditionedPyEnvironment(goal_set)
+    simulator = None
     time_step_spec = tensor_spec.from_spec(env.time_step_spec())
     action_spec = tensor_spec.from_spec(env.action_spec())
     init_std = tasks.task_spec(goal_set.task).collection_std
-    indices = list(goal_indices if goal_indices is not None else range(len(goal_set)))
-    rows: Dict[str, Dict[int, List[Dict]]] = {}
     try:
-        for method in methods:
-            rows[method] = {}
-            for seed in seeds:
+        if any(model == "simulator" for _, model in cells):
+            simulator = simulator_lib.SimulatorRollouts(env)
+            models = dict(models, simulator=simulator)
+        for seed in seeds:  # seed-major: after each seed every cell has the same episodes
+            for method, model in cells:
+                cost = factory.PLANNER_COST.get(method, "none")
+                if (method, model, seed) in done:
+                    continue
                 t0 = time.time()
                 tf_pol = factory.make_policy(method, time_step_spec, action_spec, init_std,
-                                             models, seed=seed)
+                                             models, seed=seed,
+                                             model="predictor" if model == "none" else model)
                 policy = policies.as_py_policy(tf_pol)
-                rows[method][seed] = goal_eval.evaluate_py_policy(
+                tag = f"{method}_seed{seed}_" if model in ("none", "predictor") else \
+                    f"{method}_{model}_seed{seed}_"
+                rows = goal_eval.evaluate_py_policy(
                     env, policy, indices, gif_dir=os.path.join(out_dir, "gifs"),
-                    num_gifs=num_gifs if seed == seeds[0] else 0, tag=f"{method}_seed{seed}_")
-                rate = sum(r["success"] for r in rows[method][seed]) / max(len(indices), 1)
-                logging.info("%s seed %d: success %.1f%% over %d goals (%.1f s/episode)",
-                             method, seed, 100 * rate, len(indices),
+                    num_gifs=num_gifs if seed == seeds[0] else 0, tag=tag)
+                episodes += [results_lib.episode_record(method, model, cost, seed, r,
+                                                        r["seconds"]) for r in rows]
+                results_lib.write_results(path, header, episodes)
+                rate = sum(r["success"] for r in rows) / max(len(indices), 1)
+                logging.info("%s: seed %d: success %.1f%% over %d goals (%.1f s/episode)",
+                             report.cell_name((method, model)), seed, 100 * rate, len(indices),
                              (time.time() - t0) / max(len(indices), 1))
     finally:
         env.close()
-    table = goal_eval.summarize(rows)
-    goal_eval.write_results(out_dir, rows, table)
-    return rows, table
+        if simulator is not None:
+            logging.info("Simulator model: %d rollout calls, %.3f s per call",
+                         simulator.calls, simulator.seconds / max(simulator.calls, 1))
+            simulator.close()
+    data = results_lib.load_results(path)
+    with open(os.path.join(out_dir, TABLE_NAME), "w") as f:
+        f.write(report.render_one(data))
+    return data

@@ -8,12 +8,15 @@ episode's end, so near the end this is the frame at the final step, as in the au
   action, i.e. ``−max_α Q`` as the paper writes it (Eq. 3, ``q_action='actor'``). With
   ``q_action='plan'`` the critic scores the plan's own last transition instead,
   ``−Q(ŝ_{t+h−1}, a_{t+h−1}, g)``: the ideal ``max_α Q(ŝ_{t+h}, α, g)`` is the same for every
-  final frame from which one action reaches g, the plan's own last transition is not (measured on
-  reach it did not plan better: README "Results"). ``steps=True`` scores the expected number of steps ``d(Q)``
-  instead (same ranking, other elite weights for the 'authors' refit).
+  final frame from which one action reaches g, the plan's own last transition is not (off by
+  default: docs/design.md, "Planner"). ``steps=True`` scores the expected number of steps
+  ``d(Q)`` instead (same ranking, other elite weights for the 'authors' refit).
 * ``'pixel_l2'`` (Visual Foresight): mean squared pixel difference, images in [0, 1].
 * ``'vae'``: ℓ2 between VAE latents (App. C.1); ``'temporal'``: regressed temporal distance
   (App. C.2). Both use the baseline model's ``distance(image, goal_image)``.
+* ``'privileged'`` (PRIVILEGED, evaluation upper bounds only): the task's true distance of the
+  simulated state to the goal, from :func:`simulator_model_fn` with ``privileged=True``; it needs
+  the simulator as the model and cannot score predicted frames.
 
 Every cost function has the signature ``cost_fn(prediction, observation, actions) -> float32
 [N]`` with ``prediction`` float32 [N, h, 64, 64, 3] in [0, 1], ``observation['image']`` and
@@ -31,7 +34,7 @@ import tensorflow as tf
 from mbold_tf.agents.distances import q_to_distance
 from mbold_tf.models.distance_networks import to_float_image
 
-COSTS = ("learned_distance", "pixel_l2", "vae", "temporal")
+COSTS = ("learned_distance", "pixel_l2", "vae", "temporal", "privileged")
 Q_ACTIONS = ("actor", "plan")
 
 
@@ -59,13 +62,19 @@ def make_cost(name: str = "learned_distance", model=None, steps: bool = False,
         raise ValueError(f"Unknown planning cost {name!r}; choose one of {COSTS}.")
     if q_action not in Q_ACTIONS:
         raise ValueError(f"Unknown make_cost.q_action {q_action!r}; choose one of {Q_ACTIONS}.")
-    if name != "pixel_l2" and model is None:
+    if name not in ("pixel_l2", "privileged") and model is None:
         raise ValueError(f"Planning cost {name!r} needs a trained model (got model=None).")
     if name == "learned_distance" and not hasattr(model, "q_values"):
         raise ValueError(f"Planning cost 'learned_distance' needs a LearnedDistance with "
                          f"q_values(); got {type(model).__name__}.")
 
     def cost_fn(prediction, observation, actions=None):
+        if name == "privileged":
+            if not isinstance(prediction, dict) or "privileged" not in prediction:
+                raise ValueError("The 'privileged' cost needs the simulator as the planner's "
+                                 "model (simulator_model_fn(..., privileged=True)); it cannot "
+                                 "score predicted frames.")
+            return prediction["privileged"][:, -1]
         frame = prediction[:, -1]
         goal = observation["goal_image"]
         if name == "pixel_l2":
@@ -101,6 +110,36 @@ def predictor_model_fn(predictor) -> Callable:
 
     def model_fn(observation, actions):
         return predictor.predict(observation["image"][:, None], actions)
+
+    return model_fn
+
+
+def simulator_model_fn(simulator, privileged: bool = False) -> Callable:
+    """``model_fn(observation, actions)`` that rolls the plans out in the true simulator.
+
+    PRIVILEGED (evaluation upper bounds only): ``simulator`` is a
+    :class:`mbold_tf.envs.simulator.SimulatorRollouts` attached to the evaluated episode. Returns
+    frames float32 [N, h, S, S, 3] in [0, 1], the video predictor's layout, so every cost scores
+    real future frames; with ``privileged=True`` a dict ``{'frames', 'privileged'}`` whose
+    'privileged' float32 [N, h] feeds the 'privileged' cost. Runs the simulator through
+    ``tf.numpy_function``, so the policy cannot be exported.
+    """
+    size = simulator.image_size
+
+    def rollout(image, actions):
+        frames, cost = simulator.rollout(actions, current_image=image)
+        return frames, cost
+
+    def model_fn(observation, actions):
+        frames, cost = tf.numpy_function(rollout, [observation["image"][0], actions],
+                                         [tf.uint8, tf.float32], stateful=True)
+        n, h = tf.shape(actions)[0], actions.shape[1]
+        frames = tf.ensure_shape(tf.reshape(frames, [n, h, size, size, 3]),
+                                 [None, h, size, size, 3])
+        frames = tf.cast(frames, tf.float32) / 255.0
+        if privileged:
+            return {"frames": frames, "privileged": tf.reshape(cost, [n, h])}
+        return frames
 
     return model_fn
 

@@ -10,6 +10,12 @@ Methods (the paper's comparisons, §5 and App. B/C):
 | ``q_only`` | random shooting over 100 actions with the learned Q (App. C.3) |
 | ``gcbc`` | goal-conditioned behaviour cloning (App. B.3) |
 | ``random`` | uniform random actions |
+| ``privileged`` | CEM-MPC, cost = the task's true distance (PRIVILEGED: simulator model only) |
+
+The CEM planners (``PLANNERS``) plan with ``model='predictor'`` (the trained video predictor,
+what a robot runs) or ``model='simulator'`` (PRIVILEGED, evaluation only: the true simulator
+rolls every candidate out, :class:`mbold_tf.envs.simulator.SimulatorRollouts` in
+``models['simulator']``), the control-centric upper bound of each cost.
 """
 from __future__ import annotations
 
@@ -23,18 +29,40 @@ from mbold_tf.planning import costs
 from mbold_tf.planning import mpc_policy
 from mbold_tf.planning import policies
 
-METHODS = ("mbold", "vf", "vae", "temporal", "q_only", "gcbc", "random")
-_PLANNER_COST = {"mbold": "learned_distance", "vf": "pixel_l2", "vae": "vae",
-                 "temporal": "temporal"}
-# The models each method needs, by key in the ``models`` dict.
-REQUIRES = {"mbold": ("predictor", "distance"), "vf": ("predictor",),
-            "vae": ("predictor", "vae"), "temporal": ("predictor", "temporal"),
-            "q_only": ("distance",), "gcbc": ("gcbc",), "random": ()}
+METHODS = ("mbold", "vf", "vae", "temporal", "q_only", "gcbc", "random", "privileged")
+PLANNER_COST = {"mbold": "learned_distance", "vf": "pixel_l2", "vae": "vae",
+                "temporal": "temporal", "privileged": "privileged"}
+PLANNERS = tuple(PLANNER_COST)  # the methods that plan with a model
+PLANNING_MODELS = ("predictor", "simulator")
+# The models each method needs besides its planning model, by key in the ``models`` dict.
+_SCORERS = {"mbold": ("distance",), "vf": (), "vae": ("vae",), "temporal": ("temporal",),
+            "q_only": ("distance",), "gcbc": ("gcbc",), "random": (), "privileged": ()}
 
 
-@gin.configurable
+def requires(method: str, model: str = "predictor") -> tuple:
+    """The ``models`` keys that ``method`` needs when planning with ``model`` (tuple of str).
+
+    Raises ValueError for an unknown method or model, for a model-free method asked to plan
+    with the simulator, and for the privileged cost with the predictor.
+    """
+    if method not in METHODS:
+        raise ValueError(f"Unknown method {method!r}; choose one of {METHODS}.")
+    if model not in PLANNING_MODELS:
+        raise ValueError(f"Unknown planning model {model!r}; choose one of {PLANNING_MODELS}.")
+    if method not in PLANNERS:
+        if model != "predictor":
+            raise ValueError(f"Method {method!r} does not plan with a model, so it cannot use "
+                             f"the {model!r} model; the planners are {PLANNERS}.")
+        return _SCORERS[method]
+    if method == "privileged" and model != "simulator":
+        raise ValueError("Method 'privileged' scores the true simulator state; it needs the "
+                         "simulator model (model='simulator').")
+    return (model,) + _SCORERS[method]
+
+
+@gin.configurable(denylist=["method", "model", "models", "seed"])
 def make_policy(method: str, time_step_spec, action_spec, init_std,
-                models: Dict[str, Any], seed: int = 0,
+                models: Dict[str, Any], seed: int = 0, model: str = "predictor",
                 config: Optional[cem.CEMConfig] = None, replan_every: int = 6,
                 episode_length: Optional[int] = 30, closed_loop_final_steps: int = 0,
                 q_only_actions: int = 100):
@@ -45,8 +73,11 @@ def make_policy(method: str, time_step_spec, action_spec, init_std,
       time_step_spec, action_spec: TF specs of the goal-conditioned environment.
       init_std: the task's data-collection std [A] (CEM's initial std).
       models: trained models by role: 'predictor' (VideoPredictor), 'distance'
-        (LearnedDistance), 'vae', 'temporal' (baseline distances), 'gcbc' (GCBC model).
+        (LearnedDistance), 'vae', 'temporal' (baseline distances), 'gcbc' (GCBC model),
+        'simulator' (SimulatorRollouts, PRIVILEGED).
       seed: planner / shooting seed.
+      model: what the CEM planners predict with: 'predictor' or 'simulator' (PRIVILEGED).
+        Not a gin setting: the evaluation grid (``launch.evaluate --models``) owns it.
       config: CEMConfig (defaults to the gin-configured one).
       replan_every: planned actions executed per replan (paper: 6).
       episode_length: predictions are cut at the episode's end before scoring.
@@ -54,9 +85,7 @@ def make_policy(method: str, time_step_spec, action_spec, init_std,
         steps (0: every ``replan_every`` steps throughout).
       q_only_actions: candidates per step of the Q-only policy (App. C.3: 100).
     """
-    if method not in METHODS:
-        raise ValueError(f"Unknown method {method!r}; choose one of {METHODS}.")
-    missing = [k for k in REQUIRES[method] if models.get(k) is None]
+    missing = [k for k in requires(method, model) if models.get(k) is None]
     if missing:
         raise ValueError(f"Method {method!r} needs trained model(s) {missing}; pass their run "
                          f"directories (e.g. --{missing[0]}_dir).")
@@ -74,17 +103,24 @@ def make_policy(method: str, time_step_spec, action_spec, init_std,
         gcbc = models["gcbc"]
         return policies.GCBCPolicy(time_step_spec, action_spec, gcbc.action, models=[gcbc])
     config = config or cem.CEMConfig()
-    predictor = models["predictor"]
-    horizon = getattr(predictor, "horizon", config.horizon)
-    if horizon != config.horizon:
-        raise ValueError(f"The predictor was trained for horizon {horizon} but CEM plans "
-                         f"horizon {config.horizon}; set CEMConfig.horizon = {horizon}.")
-    cost_name = _PLANNER_COST[method]
+    cost_name = PLANNER_COST[method]
     scorer = {"learned_distance": models.get("distance"), "pixel_l2": None,
-              "vae": models.get("vae"), "temporal": models.get("temporal")}[cost_name]
-    tracked = [m for m in (predictor, scorer) if isinstance(m, tf.Module)]
+              "vae": models.get("vae"), "temporal": models.get("temporal"),
+              "privileged": None}[cost_name]
+    if model == "simulator":
+        model_fn = costs.simulator_model_fn(models["simulator"],
+                                            privileged=cost_name == "privileged")
+        tracked = [m for m in (scorer,) if isinstance(m, tf.Module)]
+    else:
+        predictor = models["predictor"]
+        horizon = getattr(predictor, "horizon", config.horizon)
+        if horizon != config.horizon:
+            raise ValueError(f"The predictor was trained for horizon {horizon} but CEM plans "
+                             f"horizon {config.horizon}; set CEMConfig.horizon = {horizon}.")
+        model_fn = costs.predictor_model_fn(predictor)
+        tracked = [m for m in (predictor, scorer) if isinstance(m, tf.Module)]
     return mpc_policy.MPCPolicy(
-        time_step_spec, action_spec, costs.predictor_model_fn(predictor),
+        time_step_spec, action_spec, model_fn,
         costs.make_cost(cost_name, scorer), init_std=init_std, config=config,
         replan_every=replan_every, seed=seed, episode_length=episode_length,
         closed_loop_final_steps=closed_loop_final_steps, models=tracked, name=method)

@@ -1,7 +1,7 @@
 """Each dataset step's frame as the video predictor renders it at planning time.
 
 The planner scores *predicted* frames with a critic that is otherwise trained on real ones
-(README "Results": on reach, the learned distance's best-scored plans end 0.168 m from the goal
+(docs/design.md, "Planner": on reach, the learned distance's best-scored plans end 0.168 m from the goal
 when it reads real frames and 0.215 m when it reads the CPU predictor's). These frames let the
 distance agent train on the predictor's images too
 (``train_distance.predicted_states_dir``; goals stay real, as at test time).

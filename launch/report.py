@@ -1,0 +1,45 @@
+"""Render the results tables from per-episode results files (``launch.evaluate``'s results.json).
+
+    python -m launch.report results/reach_upper_bound.json results/push1_upper_bound.json
+    python -m launch.report results/*.json --out=docs/results.md   # the project's results page
+
+Each file becomes a section: its header (command, planner preset, models' training steps,
+goals × seeds, date, machine), success rates with Wilson 95% intervals, paired comparisons on the
+same goals and seeds, and, where the planners also ran with the simulator (PRIVILEGED), which part
+of each cost's gap is the predictor's and which the cost's. The output depends only on the files.
+"""
+import glob
+import os
+import sys
+
+from absl import app
+from absl import flags
+
+from mbold_tf.eval import report
+from mbold_tf.eval import results
+
+flags.DEFINE_string("out", None, "Write the Markdown here (default: print it).")
+FLAGS = flags.FLAGS
+
+def main(argv):
+    paths = []
+    for arg in argv[1:]:
+        matched = sorted(glob.glob(arg))
+        paths += matched or [arg]
+    if not paths:
+        sys.exit("Give one or more results files: python -m launch.report results/*.json")
+    try:
+        if FLAGS.out:
+            text = report.results_page(paths, FLAGS.out)
+            os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
+            with open(FLAGS.out, "w") as f:
+                f.write(text)
+            print(f"Wrote {FLAGS.out} from {len(paths)} results file(s).")
+        else:
+            print(report.render([(p, results.load_results(p)) for p in paths]), end="")
+    except (results.ResultsFormatError, FileNotFoundError) as e:
+        sys.exit(f"launch.report: {e}")
+
+
+if __name__ == "__main__":
+    app.run(main)

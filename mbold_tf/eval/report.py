@@ -1,0 +1,244 @@
+"""Markdown tables from per-episode results files (never typed by hand).
+
+:func:`render` turns one or more results files (:mod:`mbold_tf.eval.results`) into the tables the
+README and ``docs/results.md`` show:
+
+1. a header naming the command, planner preset, each model's training steps and dataset, goals ×
+   seeds, date and machine;
+2. per (method, planning model): n, success % with its Wilson 95% interval, the object's start and
+   final distance to the goal, the share of episodes in which the object moved at all, the final
+   arm distance and seconds per episode;
+3. paired comparisons on the same goals and seeds (:func:`mbold_tf.eval.stats.paired_comparison`);
+4. with simulator runs, the control-centric decomposition: how much of each cost's gap to the
+   best simulator planner is the predictor's and how much the cost's.
+
+The output depends only on the files, so re-rendering a file reproduces its table byte for byte.
+"""
+from __future__ import annotations
+
+import collections
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from mbold_tf.eval import results as results_lib
+from mbold_tf.eval import stats
+
+METHOD_NAMES = {"mbold": "MBOLD", "vf": "Visual Foresight", "q_only": "Q-function only",
+                "random": "random", "gcbc": "GCBC", "vae": "VAE latent ℓ2",
+                "temporal": "temporal distance", "privileged": "true distance (privileged)"}
+MODEL_NAMES = {"predictor": "video predictor", "simulator": "simulator (privileged)",
+               "none": "—"}
+COST_NAMES = {"learned_distance": "learned distance", "pixel_l2": "pixel ℓ2",
+              "vae": "VAE latent ℓ2", "temporal": "temporal distance",
+              "privileged": "true distance (privileged)"}
+
+Cell = Tuple[str, str]  # (method, model)
+
+
+def _cells(episodes: Sequence[Mapping[str, Any]]) -> "collections.OrderedDict[Cell, List]":
+    cells: "collections.OrderedDict[Cell, List]" = collections.OrderedDict()
+    for e in episodes:
+        cells.setdefault((e["method"], e["model"]), []).append(e)
+    return cells
+
+
+def cell_name(cell: Cell) -> str:
+    """Human name of a (method, model) cell, e.g. 'MBOLD · simulator (privileged)'."""
+    method, model = cell
+    name = METHOD_NAMES.get(method, method)
+    return name if model == "none" else f"{name} · {MODEL_NAMES.get(model, model)}"
+
+
+def _success(episodes) -> Dict[Tuple[int, int], float]:
+    return {(e["goal_index"], e["seed"]): float(e["success"]) for e in episodes}
+
+
+def summary_rows(episodes: Sequence[Mapping[str, Any]]) -> List[Dict[str, Any]]:
+    """Per (method, model) cell, in first-seen order: dicts with method, model, cost, n,
+    successes, success, ci_low, ci_high, start_object_distance, object_distance, moved_share,
+    arm_distance, seconds (means over the cell's episodes)."""
+    rows = []
+    for (method, model), eps in _cells(episodes).items():
+        n, k = len(eps), int(sum(e["success"] for e in eps))
+        low, high = stats.wilson_interval(k, n)
+        mean = lambda key, eps=eps: float(np.mean([e[key] for e in eps]))
+        rows.append({"method": method, "model": model, "cost": eps[0]["cost"], "n": n,
+                     "successes": k, "success": k / n, "ci_low": low, "ci_high": high,
+                     "start_object_distance": mean("start_object_distance"),
+                     "object_distance": mean("object_distance"),
+                     "moved_share": mean("object_moved"), "arm_distance": mean("arm_distance"),
+                     "seconds": mean("seconds")})
+    return rows
+
+
+def _header_lines(header: Mapping[str, Any], seeds: int, goals: int) -> List[str]:
+    m = header["machine"]
+    gpus = ", ".join(m.get("gpus") or []) or "no GPU"
+    cfg = header.get("planner_config") or {}
+    planner = ", ".join(f"{k} = {v}" for k, v in cfg.items())
+    lines = [f"- Command: `{header['command']}`",
+             f"- Goals × seeds: {goals} × {seeds} ({'hard' if header['hard'] else 'regular'} "
+             f"goals, goal seed {header['goal_seed']}); date {header['date']}",
+             f"- Machine: {m['cpu']}, {m['cores']} logical cores, {gpus} ({m['platform']})",
+             f"- Planner: {', '.join(header['planner_gin_files']) or 'code defaults'}"
+             + (f" ({planner})" if planner else "")]
+    for role, run in header["models"].items():
+        if run:
+            step = run["step"] if run["step"] is not None else "?"
+            data = f" on `{run['dataset']}`" if run.get("dataset") else ""
+            lines.append(f"- {role}: `{run['dir']}`, {step} training steps{data}")
+    return lines
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}"
+
+
+def summary_table(rows: Sequence[Mapping[str, Any]]) -> List[str]:
+    """Markdown lines of the per-cell table."""
+    lines = ["| method | planning model | n | success % [95% CI] | object dist start → final (m) "
+             "| object moved % | final arm dist (m) | s / episode |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(
+            f"| {METHOD_NAMES.get(r['method'], r['method'])} | "
+            f"{MODEL_NAMES.get(r['model'], r['model'])} | {r['n']} | {_pct(r['success'])} "
+            f"[{_pct(r['ci_low'])}, {_pct(r['ci_high'])}] | {r['start_object_distance']:.3f} → "
+            f"{r['object_distance']:.3f} | {_pct(r['moved_share'])} | {r['arm_distance']:.3f} | "
+            f"{r['seconds']:.1f} |")
+    return lines
+
+
+def comparison_pairs(cells: Sequence[Cell]) -> List[Tuple[Cell, Cell]]:
+    """Which (A, B) cells to compare: MBOLD with the predictor against every other cell, and
+    for each planner run with both models, the simulator against the predictor."""
+    pairs = []
+    anchor = ("mbold", "predictor")
+    if anchor in cells:
+        pairs += [(anchor, c) for c in cells if c != anchor]
+    for method, model in cells:
+        if model == "simulator" and (method, "predictor") in cells:
+            pair = ((method, "simulator"), (method, "predictor"))
+            if pair not in pairs and (pair[1], pair[0]) not in pairs:
+                pairs.append(pair)
+    return pairs
+
+
+def comparison_table(episodes: Sequence[Mapping[str, Any]]) -> List[str]:
+    """Markdown lines of the paired comparisons (empty when there is nothing to pair)."""
+    cells = _cells(episodes)
+    pairs = comparison_pairs(list(cells))
+    if not pairs:
+        return []
+    lines = ["| A | B | pairs | A − B, points [95% CI] | A alone / B alone succeeded | "
+             "sign test p |", "|---|---|---|---|---|---|"]
+    for a, b in pairs:
+        sa, sb = _success(cells[a]), _success(cells[b])
+        shared = set(sa) & set(sb)
+        c = stats.paired_comparison({k: sa[k] for k in shared}, {k: sb[k] for k in shared})
+        lines.append(f"| {cell_name(a)} | {cell_name(b)} | {c['pairs']} | "
+                     f"{100 * c['difference']:+.1f} [{100 * c['ci_low']:+.1f}, "
+                     f"{100 * c['ci_high']:+.1f}] | {c['wins']} / {c['losses']} | "
+                     f"{c['p_sign']:.3g} |")
+    return lines
+
+
+def decomposition(rows: Sequence[Mapping[str, Any]]) -> List[Dict[str, Any]]:
+    """Per cost planned with both models: where its gap to the best simulator planner lies.
+
+    Returns dicts: method, cost, predictor (success with the predictor), simulator (with the
+    simulator), best_method / best (the best success of any cost with the simulator), gap
+    (best − predictor), predictor_share (simulator − predictor: what a perfect predictor would
+    add) and cost_share (best − simulator: what the best cost adds on perfect frames), in
+    success-rate units.
+    """
+    by_cell = {(r["method"], r["model"]): r for r in rows}
+    sims = [r for r in rows if r["model"] == "simulator"]
+    if not sims:
+        return []
+    best = max(sims, key=lambda r: r["success"])
+    out = []
+    for r in rows:
+        if r["model"] != "predictor" or (r["method"], "simulator") not in by_cell:
+            continue
+        sim = by_cell[(r["method"], "simulator")]
+        out.append({"method": r["method"], "cost": r["cost"], "predictor": r["success"],
+                    "simulator": sim["success"], "best_method": best["method"],
+                    "best": best["success"], "gap": best["success"] - r["success"],
+                    "predictor_share": sim["success"] - r["success"],
+                    "cost_share": best["success"] - sim["success"]})
+    return out
+
+
+def decomposition_table(rows: Sequence[Mapping[str, Any]]) -> List[str]:
+    """Markdown lines of :func:`decomposition` (empty without simulator runs)."""
+    parts = decomposition(rows)
+    if not parts:
+        return []
+
+    def share(x, gap):
+        return f"{_pct(x)}" + (f" ({100 * x / gap:.0f}% of the gap)" if gap > 0 else "")
+
+    lines = ["| cost | success with predictor % | with simulator % | best with simulator % | "
+             "gap (points) | predictor's part | cost's part |",
+             "|---|---|---|---|---|---|---|"]
+    for p in parts:
+        lines.append(
+            f"| {COST_NAMES.get(p['cost'], p['cost'])} ({METHOD_NAMES.get(p['method'])}) | "
+            f"{_pct(p['predictor'])} | {_pct(p['simulator'])} | {_pct(p['best'])} "
+            f"({METHOD_NAMES.get(p['best_method'], p['best_method'])}) | {_pct(p['gap'])} | "
+            f"{share(p['predictor_share'], p['gap'])} | {share(p['cost_share'], p['gap'])} |")
+    return lines
+
+
+def render_one(data: Mapping[str, Any], title: Optional[str] = None) -> str:
+    """Markdown for one results file (see the module docstring)."""
+    header, episodes = data["header"], data["episodes"]
+    seeds = len(header["seeds"])
+    goals = len(header["goal_indices"])
+    title = title or (f"{header['task']}, {goals} goals × {seeds} "
+                      f"seed{'s' if seeds != 1 else ''}")
+    rows = summary_rows(episodes)
+    lines = [f"### {title}", ""] + _header_lines(header, seeds, goals) + [""]
+    lines += summary_table(rows)
+    comparisons = comparison_table(episodes)
+    if comparisons:
+        lines += ["", "Paired on the same goals and seeds (goal-clustered bootstrap interval; "
+                  "exact sign test over the episodes where one side alone succeeded):", ""]
+        lines += comparisons
+    parts = decomposition_table(rows)
+    if parts:
+        lines += ["", "Where each cost's gap to the best planner with the simulator lies "
+                  "(predictor's part: simulator − predictor with the same cost; cost's part: "
+                  "best simulator cost − this cost with the simulator):", ""]
+        lines += parts
+    return "\n".join(lines) + "\n"
+
+
+def render(files: Sequence[Tuple[str, Mapping[str, Any]]], preamble: str = "") -> str:
+    """Markdown for several ``(path, data)`` results, each section naming its file."""
+    sections = [preamble.rstrip() + "\n"] if preamble else []
+    for path, data in files:
+        sections.append(render_one(data) + f"\nFrom `{path}`.\n")
+    return "\n".join(sections)
+
+
+PAGE_PREAMBLE = """# Results
+
+Generated by `python -m launch.report {files} --out={out}` from the committed per-episode
+results files; do not edit by hand (a test checks that this page equals the report of those
+files). Success rates carry n and a Wilson 95% interval; comparisons are paired on the same goals
+and seeds. "simulator (privileged)" rows plan with the true simulator as the model: an
+evaluation upper bound that no robot has, shown to locate what limits the learned planner.
+"""
+
+
+def results_page(paths: Sequence[str], out: str) -> str:
+    """The Markdown results page (``docs/results.md``) for the results files ``paths``.
+
+    ``paths`` are sorted and named as given (pass them relative to the repository root).
+    """
+    paths = sorted(paths)
+    preamble = PAGE_PREAMBLE.format(files=" ".join(paths), out=out)
+    return render([(p, results_lib.load_results(p)) for p in paths], preamble=preamble)

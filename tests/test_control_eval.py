@@ -1,0 +1,248 @@
+"""Control-centric evaluation: the simulator as the planner's model, statistics, report files."""
+import copy
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import gin
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import mbold_tf
+from mbold_tf.envs import goal_env
+from mbold_tf.envs import goals
+from mbold_tf.envs import simulator
+from mbold_tf.eval import policy_eval
+from mbold_tf.eval import report
+from mbold_tf.eval import results
+from mbold_tf.eval import stats
+from mbold_tf.planning import costs
+from mbold_tf.planning import factory
+
+
+@pytest.mark.parametrize("task", ["reach", "push1", "push3", "door_slide"])
+def test_simulator_model_returns_the_frames_of_stepping_the_environment(task):
+    goal_set = goals.generate_goal_set(task, num_goals=1, seed=3)
+    env = goal_env.GoalConditionedPyEnvironment(goal_set)
+    sim = simulator.SimulatorRollouts(env)
+    try:
+        rng = np.random.default_rng(0)
+        time_step = env.reset()
+        for action in rng.uniform(-1, 1, (3, 4)).astype(np.float32):  # mid-episode
+            time_step = env.step(action)
+        actions = rng.uniform(-1, 1, (3, 13, 4)).astype(np.float32)
+        observation = {k: tf.repeat(tf.constant(v)[None], 3, axis=0)
+                       for k, v in time_step.observation.items()}
+        frames = costs.simulator_model_fn(sim)(observation, tf.constant(actions)).numpy()
+        assert frames.shape == (3, 13, 64, 64, 3) and frames.dtype == np.float32
+        real = np.stack([env.step(a).observation["image"] for a in actions[1]])
+        np.testing.assert_array_equal(frames[1], real.astype(np.float32) / 255.0)
+        # The other candidates really differ (the copy is restored before each one).
+        assert not np.array_equal(frames[0], frames[1])
+    finally:
+        sim.close()
+        env.close()
+
+
+def test_simulator_model_rejects_what_it_cannot_restore_or_is_not_attached_to():
+    with pytest.raises(TypeError, match="saved and restored"):
+        simulator.SimulatorRollouts(object())
+    goal_set = goals.generate_goal_set("reach", num_goals=1, seed=3)
+    env = goal_env.GoalConditionedPyEnvironment(goal_set)
+    sim = simulator.SimulatorRollouts(env)
+    try:
+        env.reset()
+        with pytest.raises(ValueError, match="not the one the policy observes"):
+            sim.rollout(np.zeros((2, 3, 4), np.float32),
+                        current_image=np.zeros((64, 64, 3), np.uint8))
+    finally:
+        sim.close()
+        env.close()
+
+
+def test_only_planners_take_a_planning_model():
+    assert factory.requires("mbold", "simulator") == ("simulator", "distance")
+    with pytest.raises(ValueError, match="does not plan with a model"):
+        factory.requires("q_only", "simulator")
+    with pytest.raises(ValueError, match="needs the simulator model"):
+        factory.requires("privileged", "predictor")
+    with pytest.raises(ValueError, match="needs the simulator model"):
+        policy_eval.evaluation_grid(["privileged"], ["predictor"])
+    with pytest.raises(ValueError, match="Unknown planning model"):
+        policy_eval.evaluation_grid(["vf"], ["oracle"])
+    assert policy_eval.evaluation_grid(["vf", "random", "privileged"],
+                                       ["predictor", "simulator"]) == [
+        ("vf", "predictor"), ("vf", "simulator"), ("random", "none"),
+        ("privileged", "simulator")]
+
+
+@pytest.fixture(scope="module")
+def reach_upper_bound(tmp_path_factory):
+    """CEM with the simulator model and the true distance, and random, on 3 reach goals."""
+    out = str(tmp_path_factory.mktemp("upper"))
+    goal_set = goals.generate_goal_set("reach", num_goals=3, seed=9)
+    gin.clear_config()
+    gin.parse_config(["CEMConfig.num_samples = 40", "CEMConfig.num_elites = 5",
+                      "CEMConfig.iterations = 2"])
+    try:
+        data = policy_eval.evaluate_methods(
+            goal_set, ["privileged", "random"], {}, seeds=[0], out_dir=out, num_gifs=0,
+            planning_models=["simulator"], command="pytest", model_dirs={})
+    finally:
+        gin.clear_config()
+    return out, data
+
+
+def test_cem_with_simulator_and_true_distance_solves_reach(reach_upper_bound):
+    _, data = reach_upper_bound
+    rows = {r["method"]: r for r in report.summary_rows(data["episodes"])}
+    assert rows["privileged"]["model"] == "simulator"
+    assert rows["privileged"]["successes"] >= 2, rows["privileged"]
+    assert rows["privileged"]["success"] > rows["random"]["success"]
+    assert rows["privileged"]["object_distance"] < rows["privileged"]["start_object_distance"]
+    assert data["header"]["planner_config"]["num_samples"] == 40
+
+
+def test_results_file_renders_its_table_byte_for_byte(reach_upper_bound):
+    out, data = reach_upper_bound
+    path = os.path.join(out, "results.json")
+    with open(os.path.join(out, "table.md")) as f:
+        written = f.read()
+    assert report.render_one(results.load_results(path)) == written
+    assert "true distance (privileged) | simulator (privileged) | 3 |" in written
+    for e in data["episodes"]:
+        assert set(results.EPISODE_FIELDS) <= set(e)
+        assert e["start_object_distance"] >= 0.15 - 1e-6  # reach goals: ≥ 0.15 m of motion
+
+
+def test_evaluation_resumes_finished_blocks(reach_upper_bound, monkeypatch):
+    out, data = reach_upper_bound
+    goal_set = goals.generate_goal_set("reach", num_goals=3, seed=9)
+    ran = []
+    monkeypatch.setattr(policy_eval.goal_eval, "evaluate_py_policy",
+                        lambda *a, **k: ran.append(k["tag"]) or [])
+    gin.parse_config(["CEMConfig.num_samples = 40", "CEMConfig.num_elites = 5",
+                      "CEMConfig.iterations = 2"])
+    kwargs = dict(out_dir=out, num_gifs=0, planning_models=["simulator"], command="pytest",
+                  model_dirs={})
+    try:
+        again = policy_eval.evaluate_methods(goal_set, ["privileged", "random"], {}, seeds=[0],
+                                             **kwargs)
+        assert not ran and again["episodes"] == data["episodes"]
+        # More seeds: only the new seed's blocks run.
+        policy_eval.evaluate_methods(goal_set, ["privileged", "random"], {}, seeds=[0, 1],
+                                     **kwargs)
+        assert ran == ["privileged_simulator_seed1_", "random_seed1_"]
+        with pytest.raises(ValueError, match="other goals or planner settings"):
+            policy_eval.evaluate_methods(goals.generate_goal_set("reach", num_goals=2, seed=9),
+                                         ["random"], {}, seeds=[0], **kwargs)
+    finally:
+        gin.clear_config()
+
+
+def test_wilson_intervals_on_known_cases():
+    assert stats.wilson_interval(0, 20) == pytest.approx((0.0, 0.16113), abs=1e-4)
+    assert stats.wilson_interval(20, 20) == pytest.approx((0.83887, 1.0), abs=1e-4)
+    assert stats.wilson_interval(10, 20) == pytest.approx((0.29930, 0.70070), abs=1e-4)
+    with pytest.raises(ValueError, match="successes=21, n=20"):
+        stats.wilson_interval(21, 20)
+
+
+def test_paired_comparison_on_known_cases():
+    keys = [(g, s) for g in range(20) for s in range(3)]
+    a = {k: float(k[0] % 2) for k in keys}
+    same = stats.paired_comparison(a, dict(a))
+    assert (same["difference"], same["ci_low"], same["ci_high"]) == (0.0, 0.0, 0.0)
+    assert same["p_sign"] == 1.0 and same["wins"] == same["losses"] == 0
+    ones = {k: 1.0 for k in keys}
+    zeros = {k: 0.0 for k in keys}
+    full = stats.paired_comparison(ones, zeros)
+    assert (full["difference"], full["ci_low"], full["ci_high"]) == (1.0, 1.0, 1.0)
+    assert full["wins"] == 60 and full["p_sign"] == pytest.approx(2 * 0.5 ** 60)
+    half = stats.paired_comparison(a, zeros)  # A wins on the 10 odd goals only
+    assert half["difference"] == 0.5 and half["ci_low"] < 0.5 < half["ci_high"]
+    assert half["ci_low"] > 0.0 and half["goals"] == 20 and half["pairs"] == 60
+    assert stats.sign_test_p(9, 1) == pytest.approx(22 / 1024)
+    with pytest.raises(ValueError, match="same \\(goal, seed\\) episodes"):
+        stats.paired_comparison(a, {k: 0.0 for k in keys[:-1]})
+
+
+def _sample_results():
+    eps = []
+    for method, model, cost, rate in (("mbold", "predictor", "learned_distance", 0.3),
+                                      ("mbold", "simulator", "learned_distance", 0.6),
+                                      ("privileged", "simulator", "privileged", 0.9),
+                                      ("random", "none", "none", 0.0)):
+        for g in range(10):
+            metrics = {"goal_index": g, "success": float(g < 10 * rate),
+                       "start_object_distance": 0.2, "object_distance": 0.1,
+                       "start_arm_distance": 0.2, "arm_distance": 0.1,
+                       "object_displacement": 0.1, "object_moved": 1.0}
+            eps.append(results.episode_record(method, model, cost, 0, metrics, 1.0))
+    header = results.make_header("reach", False, 0, 10, range(10), [0], "cmd", [], {},
+                                 {"predictor": None})
+    return {"format": results.FORMAT, "version": results.VERSION, "header": header,
+            "episodes": eps}
+
+
+def test_report_splits_the_gap_between_predictor_and_cost():
+    data = _sample_results()
+    parts = report.decomposition(report.summary_rows(data["episodes"]))
+    assert len(parts) == 1
+    p = parts[0]
+    assert (p["method"], p["best_method"]) == ("mbold", "privileged")
+    assert p["gap"] == pytest.approx(0.6)
+    assert p["predictor_share"] == pytest.approx(0.3) and p["cost_share"] == pytest.approx(0.3)
+    text = report.render_one(data)
+    assert "| 30.0 (50% of the gap) | 30.0 (50% of the gap) |" in text
+    assert "| MBOLD · video predictor | MBOLD · simulator (privileged) | 10 |" in text
+
+
+def test_report_names_the_file_and_field_of_a_bad_results_file(tmp_path):
+    data = _sample_results()
+    bad = copy.deepcopy(data)
+    del bad["episodes"][3]["object_moved"]
+    path = str(tmp_path / "bad.json")
+    with open(path, "w") as f:
+        json.dump(bad, f)
+    with pytest.raises(results.ResultsFormatError, match="bad.json: episode 3 is missing field "
+                                                         "'object_moved'"):
+        results.load_results(path)
+    old = dict(data, version=0)
+    with open(str(tmp_path / "old.json"), "w") as f:
+        json.dump(old, f)
+    run = subprocess.run([sys.executable, "-m", "launch.report", str(tmp_path / "old.json")],
+                         cwd=mbold_tf.REPO_ROOT, capture_output=True, text=True, check=False)
+    assert run.returncode != 0
+    assert "old.json: results format version 0" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_results_page_is_the_report_of_the_committed_results():
+    """docs/results.md holds no typed number: it equals the report of results/*.json."""
+    root = mbold_tf.REPO_ROOT
+    paths = sorted(glob.glob(os.path.join(root, "results", "*.json")))
+    if not paths:
+        pytest.skip("no committed results files")
+    rel = [os.path.relpath(p, root) for p in paths]
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        expected = report.results_page(rel, "docs/results.md")
+    finally:
+        os.chdir(cwd)
+    with open(os.path.join(root, "docs", "results.md")) as f:
+        assert f.read() == expected, "regenerate: python -m launch.report results/*.json " \
+                                     "--out=docs/results.md"
+
+
+def test_evaluate_names_a_bad_grid_without_a_traceback():
+    run = subprocess.run([sys.executable, "-m", "launch.evaluate", "--methods=privileged,random",
+                          "--models=predictor", "--out=/nonexistent"],
+                         cwd=mbold_tf.REPO_ROOT, capture_output=True, text=True, check=False)
+    assert run.returncode != 0
+    assert "launch.evaluate: Method 'privileged' needs the simulator model" in run.stderr
+    assert "Traceback" not in run.stderr
