@@ -12,6 +12,7 @@ trainings from their checkpoints (a killed run loses nothing).
 """
 import json
 import os
+import sys
 import time
 
 from absl import app
@@ -41,7 +42,8 @@ PRESETS = {
 }
 flags.DEFINE_enum("preset", "cpu", sorted(PRESETS), "Size preset.")
 flags.DEFINE_string("task", "push1", "Task (the default task is push1).")
-flags.DEFINE_string("out", "artifacts/quickstart", "Output directory.")
+flags.DEFINE_string("out", None, "Output directory (default artifacts/quickstart_<preset>, so "
+                    "presets never share trained models).")
 flags.DEFINE_string("data_dir", None, "TFDS data dir (default ~/tensorflow_datasets).")
 flags.DEFINE_integer("goals", None, "Override the preset's number of test goals.")
 flags.DEFINE_integer("seeds", None, "Override the preset's number of evaluation seeds.")
@@ -123,14 +125,28 @@ def run(task: str, preset: str, out: str, data_dir=None, num_goals=None, seeds=N
     return summary
 
 
+def default_out(preset: str) -> str:
+    """The default output directory of a preset (one per preset, so runs never collide)."""
+    return os.path.join("artifacts", f"quickstart_{preset}")
+
+
 def main(argv):
     del argv
-    summary = run(FLAGS.task, FLAGS.preset, FLAGS.out, FLAGS.data_dir, FLAGS.goals, FLAGS.seeds)
-    with open(os.path.join(FLAGS.out, policy_eval.TABLE_NAME)) as f:
+    from mbold_tf.utils import run_config  # pylint: disable=g-import-not-at-top
+
+    out = FLAGS.out or default_out(FLAGS.preset)
+    try:
+        summary = run(FLAGS.task, FLAGS.preset, out, FLAGS.data_dir, FLAGS.goals, FLAGS.seeds)
+    except run_config.ConfigMismatchError as e:
+        sys.exit(f"launch.quickstart: {e}\n{out!r} holds models trained with other settings; "
+                 f"pass another --out (e.g. --out={out}_2) or delete it.")
+    with open(os.path.join(out, policy_eval.TABLE_NAME)) as f:
         print(f.read())
     print(f"Stage times (s): {summary['timings_s']}")
-    print(f"Results in {FLAGS.out} ({summary['seconds']} s); exported policy in "
-          f"{summary['export']['path']}.")
+    print(f"Exported planner: {summary['export']['path']}; the TensorFlow-only runner "
+          f"(mbold_tf/export/robot_side.py) loaded it and acted: first action "
+          f"{summary['export']['first_action']}.")
+    print(f"Results in {out} ({summary['seconds']} s).")
 
 
 if __name__ == "__main__":

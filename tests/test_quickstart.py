@@ -24,3 +24,25 @@ def test_smoke_quickstart(tmp_path):
     assert "start → final" in table
     action = summary["export"]["first_action"]
     assert len(action) == 4 and all(-1.0 <= a <= 1.0 for a in action)
+
+
+def test_quickstart_outputs_are_per_preset_and_a_clash_names_the_flag(tmp_path):
+    """Each preset has its own default --out; models of other settings there name the fix."""
+    import subprocess
+    import sys
+
+    import mbold_tf
+
+    out = tmp_path / "qs"
+    (out / "runs" / "predictor").mkdir(parents=True)
+    (out / "runs" / "predictor" / "config.json").write_text(
+        json.dumps({"kind": "video_predictor", "settings": {"width": 999}}))
+    run = subprocess.run(
+        [sys.executable, "-m", "launch.quickstart", "--preset=smoke", f"--out={out}",
+         f"--data_dir={tmp_path / 'tfds'}"], cwd=mbold_tf.REPO_ROOT, capture_output=True,
+        text=True, check=False)
+    assert run.returncode != 0
+    assert "width: 999 (checkpoint)" in run.stderr
+    assert f"pass another --out (e.g. --out={out}_2)" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert quickstart.default_out("smoke") != quickstart.default_out("cpu")

@@ -96,8 +96,10 @@ def generate_episodes(task_name: str, seed: int, episode_ids: Sequence[int],
                       num_workers: Optional[int] = None) -> Iterator[Tuple[int, Episode]]:
     """Yields ``(episode_id, episode)`` in ``episode_ids`` order, using ``num_workers`` processes.
 
-    ``num_workers`` defaults to the CPU count (both cores here). Workers are started with
-    'spawn' so each owns its own GL context.
+    ``num_workers`` defaults to the CPU count (both cores here). Workers are forked from
+    multiprocessing's fork server, a fresh process that has no GL context and, unlike 'spawn',
+    does not re-import the launching ``__main__`` module: a worker imports this module only
+    (MuJoCo and numpy, no TensorFlow), so it starts in about a second instead of ~25 s.
     """
     num_workers = num_workers or os.cpu_count() or 1
     jobs = [(task_name, seed, int(i)) for i in episode_ids]
@@ -105,7 +107,8 @@ def generate_episodes(task_name: str, seed: int, episode_ids: Sequence[int],
         for job in jobs:
             yield _worker(job)
         return
-    ctx = multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload([__name__])
     with ctx.Pool(num_workers) as pool:
         yield from pool.imap(_worker, jobs, chunksize=4)
 

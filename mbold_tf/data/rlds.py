@@ -131,7 +131,7 @@ def _check_image_spec(steps_spec, mapping: KeyMapping):
 
 def _episode_to_numpy(episode, mapping: KeyMapping):
     steps = episode["steps"]
-    dense = tf.data.experimental.get_single_element(steps.batch(1 << 20))
+    dense = steps.batch(1 << 20).get_single_element()
     out = {"image": _get(dense, mapping.image, "image"),
            "action": _get(dense, mapping.action, "action"),
            "proprio": _get(dense, mapping.proprio, "proprio")}

@@ -35,26 +35,44 @@ class _FrameRecorder:
         self.frames.append(np.concatenate([obs["image"], obs["goal_image"]], axis=1))
 
 
-def save_gif(path: str, frames: Sequence[np.ndarray], scale: int = 3, fps: int = 5) -> None:
-    """Writes uint8 frames [H, W, 3] (upscaled ``scale``×) as an animated GIF."""
-    from PIL import Image  # pylint: disable=g-import-not-at-top
+def save_gif(path: str, frames: Sequence[np.ndarray], scale: int = 3, fps: int = 5,
+             title: str = "", success: Optional[bool] = None) -> None:
+    """Writes uint8 frames [H, W, 3] (upscaled ``scale``×) as an animated GIF.
 
-    images = [Image.fromarray(np.asarray(f, np.uint8)).resize(
-        (f.shape[1] * scale, f.shape[0] * scale), Image.NEAREST) for f in frames]
+    Each frame gets a caption above it: ``title``, "rollout | goal" and the step counter; with
+    ``success`` given, the last frame also says whether the episode succeeded.
+    """
+    from PIL import Image, ImageDraw, ImageFont  # pylint: disable=g-import-not-at-top
+
+    font = ImageFont.load_default()
+    images = []
+    for t, f in enumerate(frames):
+        frame = Image.fromarray(np.asarray(f, np.uint8)).resize(
+            (f.shape[1] * scale, f.shape[0] * scale), Image.NEAREST)
+        canvas = Image.new("RGB", (frame.width, frame.height + 30), (255, 255, 255))
+        canvas.paste(frame, (0, 30))
+        draw = ImageDraw.Draw(canvas)
+        draw.text((4, 2), title, fill=(0, 0, 0), font=font)
+        line = f"rollout | goal   step {t}/{len(frames) - 1}"
+        if success is not None and t == len(frames) - 1:
+            line += "   SUCCESS" if success else "   no success"
+        draw.text((4, 16), line, fill=(0, 0, 0), font=font)
+        images.append(canvas)
     images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps),
                    loop=0)
 
 
 def evaluate_py_policy(env: goal_env.GoalConditionedPyEnvironment, policy,
                        goal_indices: Sequence[int], gif_dir: Optional[str] = None,
-                       num_gifs: int = 0, tag: str = "") -> List[Dict[str, float]]:
+                       num_gifs: int = 0, tag: str = "", title: str = ""
+                       ) -> List[Dict[str, float]]:
     """Runs ``policy`` (a TF-Agents PyPolicy) once on each goal in ``goal_indices``.
 
     Returns one dict per goal: the env's ``episode_metrics()`` at the final step (goal_index,
     success 0/1, start and final object and arm distances in m, object_displacement,
     object_moved) plus ``seconds`` (wall time of the episode). With ``gif_dir``, the first
     ``num_gifs`` episodes are saved as ``<gif_dir>/<tag>goal<index>.gif`` (the camera image left,
-    the goal image right).
+    the goal image right), captioned with ``title`` (e.g. the method), the step and the outcome.
     """
     final = _FinalMetrics(env)
     recorder = _FrameRecorder()
@@ -75,5 +93,6 @@ def evaluate_py_policy(env: goal_env.GoalConditionedPyEnvironment, policy,
                      row["seconds"])
         if gif_dir and n < num_gifs and recorder.frames:
             os.makedirs(gif_dir, exist_ok=True)
-            save_gif(os.path.join(gif_dir, f"{tag}goal{int(i)}.gif"), recorder.frames)
+            save_gif(os.path.join(gif_dir, f"{tag}goal{int(i)}.gif"), recorder.frames,
+                     title=f"{title or tag} goal {int(i)}", success=bool(row["success"]))
     return rows

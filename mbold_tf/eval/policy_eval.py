@@ -152,7 +152,8 @@ def evaluate_methods(goal_set: goals_lib.GoalSet, methods: Sequence[str],
                     f"{method}_{model}_seed{seed}_"
                 rows = goal_eval.evaluate_py_policy(
                     env, policy, indices, gif_dir=os.path.join(out_dir, "gifs"),
-                    num_gifs=num_gifs if seed == seeds[0] else 0, tag=tag)
+                    num_gifs=num_gifs if seed == seeds[0] else 0, tag=tag,
+                    title=f"{report.cell_name((method, model))}, seed {seed},")
                 episodes += [results_lib.episode_record(method, model, cost, seed, r,
                                                         r["seconds"]) for r in rows]
                 results_lib.write_results(path, header, episodes)

@@ -195,12 +195,17 @@ def decomposition_table(rows: Sequence[Mapping[str, Any]]) -> List[str]:
 def render_one(data: Mapping[str, Any], title: Optional[str] = None) -> str:
     """Markdown for one results file (see the module docstring)."""
     header, episodes = data["header"], data["episodes"]
-    seeds = len(header["seeds"])
+    finished = sorted({e["seed"] for e in episodes})
+    seeds = len(finished)
     goals = len(header["goal_indices"])
     title = title or (f"{header['task']}, {goals} goals × {seeds} "
                       f"seed{'s' if seeds != 1 else ''}")
     rows = summary_rows(episodes)
-    lines = [f"### {title}", ""] + _header_lines(header, seeds, goals) + [""]
+    lines = [f"### {title}", ""] + _header_lines(header, seeds, goals)
+    if finished != sorted(header["seeds"]):
+        lines.append(f"- Seeds requested {sorted(header['seeds'])}, episodes present for "
+                     f"{finished} (an unfinished run: each cell's n says how many it has)")
+    lines.append("")
     lines += summary_table(rows)
     comparisons = comparison_table(episodes)
     if comparisons:

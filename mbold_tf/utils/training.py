@@ -82,8 +82,13 @@ class TrainingLoop:
         """
         self.restore()
         start_step = int(self.step.numpy())
-        t0 = time.time()
+        # Speed and ETA come from steady-state steps: the clock starts after the first step,
+        # which traces and compiles the graph, and restarts at every log line.
+        window_step, window_t = start_step, time.time()
         last: Dict[str, float] = {}
+        if start_step < self.total_steps:
+            logging.info("step %d/%d: tracing and compiling the training step (the first step "
+                         "takes longer)...", start_step, self.total_steps)
         previous_handler = _install_sigterm_handler()
         try:
             with self.writer.as_default():
@@ -91,6 +96,10 @@ class TrainingLoop:
                     outputs = train_step()
                     self.step.assign_add(1)
                     step = int(self.step.numpy())
+                    if step == start_step + 1:
+                        logging.info("step %d/%d: first step done in %.1f s", step,
+                                     self.total_steps, time.time() - window_t)
+                        window_step, window_t = step, time.time()
                     if step % self.summary_every == 0 or step % self.log_every == 0 or \
                             step % self.checkpoint_every == 0 or step == self.total_steps:
                         last = {k: float(v) for k, v in outputs.items()}
@@ -107,8 +116,11 @@ class TrainingLoop:
                     if summary_fn is not None and summary_fn_every and \
                             step % summary_fn_every == 0:
                         summary_fn(step)
-                    if step % self.log_every == 0 or step == self.total_steps:
-                        rate = (step - start_step) / max(time.time() - t0, 1e-9)
+                    if (step % self.log_every == 0 or step == self.total_steps) and \
+                            step > window_step:
+                        now = time.time()
+                        rate = (step - window_step) / max(now - window_t, 1e-9)
+                        window_step, window_t = step, now
                         eta = (self.total_steps - step) / max(rate, 1e-9)
                         logging.info("step %d/%d  %.2f steps/s  ETA %s  %s", step,
                                      self.total_steps, rate, _fmt_seconds(eta),
@@ -119,6 +131,8 @@ class TrainingLoop:
             step = int(self.step.numpy())
             if (step > start_step or not self.manager.latest_checkpoint) and \
                     self._saved_step != step:  # not saved at this step yet
+                logging.info("step %d/%d: saving the final checkpoint...", step,
+                             self.total_steps)
                 self.save()
         except KeyboardInterrupt:
             logging.warning("Interrupted at step %d; saving a checkpoint before exiting.",
