@@ -21,13 +21,13 @@ from __future__ import annotations
 from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
-from scipy import stats
 import tensorflow as tf
 
 from mbold_tf.envs import goal_env
 from mbold_tf.envs import goals as goals_lib
 from mbold_tf.envs import metrics
 from mbold_tf.envs import tasks
+from mbold_tf.eval import stats
 from mbold_tf.planning import cem
 
 
@@ -99,9 +99,7 @@ def rank_costs(goal_set: goals_lib.GoalSet, predictor, cost_fns: Dict[str, Calla
             for name, cost_fn in cost_fns.items():
                 for frames_name, frames in (("predicted", predicted), ("real", real_frames)):
                     cost = np.asarray(cost_fn(frames, observation, tf.constant(actions)))
-                    rho = stats.spearmanr(cost, true).correlation
-                    row[f"{name}/spearman_{frames_name}"] = float(rho) if np.isfinite(rho) \
-                        else 0.0
+                    row[f"{name}/spearman_{frames_name}"] = stats.spearman(cost, true)
                     row[f"{name}/elite_distance_{frames_name}"] = float(
                         true[np.argsort(cost, kind="stable")[:num_elites]].mean())
             per_goal.append(row)

@@ -23,9 +23,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image
-from scipy import stats
+from scipy import stats as scipy_stats
 
 from mbold_tf.data.rlds import EpisodeArrays
+from mbold_tf.eval import stats
 
 
 def roc_auc(positive_scores: np.ndarray, negative_scores: np.ndarray) -> float:
@@ -34,7 +35,7 @@ def roc_auc(positive_scores: np.ndarray, negative_scores: np.ndarray) -> float:
     neg = np.asarray(negative_scores, np.float64).ravel()
     if pos.size == 0 or neg.size == 0:
         raise ValueError("roc_auc needs at least one positive and one negative score.")
-    ranks = stats.rankdata(np.concatenate([pos, neg]))
+    ranks = scipy_stats.rankdata(np.concatenate([pos, neg]))
     u = ranks[:pos.size].sum() - pos.size * (pos.size + 1) / 2.0
     return float(u / (pos.size * neg.size))
 
@@ -127,17 +128,17 @@ def evaluate_distance(distance_obj, arrays: EpisodeArrays,
         im = arrays.images
         d_ranked, d_pos, d_neg = (_batched_distance(distance_obj, im[x[:, 0]], im[x[:, 1]],
                                                     batch_size) for x in (r, pos, neg))
-    rho = stats.spearmanr(d_ranked, r[:, 2]).correlation
+    rho = stats.spearman(d_ranked, r[:, 2])
     by_offset = [float(d_ranked[r[:, 2] == o].mean()) if np.any(r[:, 2] == o) else float("nan")
                  for o in range(1, max_offset + 1)]
-    out = {"spearman": float(rho) if np.isfinite(rho) else 0.0,
+    out = {"spearman": rho,
            "auc": roc_auc(-d_pos, -d_neg),  # smaller distance = positive
            "mean_distance_reached": float(d_pos.mean()),
            "mean_distance_negative": float(d_neg.mean()),
            "mean_distance_by_offset": by_offset, "num_pairs": int(num_pairs)}
     if arrays.privileged:
-        rho_g = stats.spearmanr(d_ranked, geometric_distance(arrays, r[:, 0], r[:, 1])).correlation
-        out["spearman_geometric"] = float(rho_g) if np.isfinite(rho_g) else 0.0
+        out["spearman_geometric"] = stats.spearman(
+            d_ranked, geometric_distance(arrays, r[:, 0], r[:, 1]))
     return out
 
 

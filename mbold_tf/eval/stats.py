@@ -86,3 +86,20 @@ def paired_comparison(a: Mapping[Tuple[Hashable, Hashable], float],
             "difference": float(np.mean(list(diff.values()))),
             "ci_low": float(np.percentile(boot, 2.5)), "ci_high": float(np.percentile(boot, 97.5)),
             "wins": wins, "losses": losses, "p_sign": sign_test_p(wins, losses)}
+
+
+def spearman(a, b) -> float:
+    """Spearman rank correlation of two equal-length 1-D arrays (float in [−1, 1]).
+
+    0.0 when either array is constant (it ranks nothing, so it correlates with nothing), which
+    scipy would report as NaN with a ConstantInputWarning.
+    """
+    from scipy import stats as scipy_stats  # pylint: disable=g-import-not-at-top
+
+    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
+    if a.shape != b.shape:
+        raise ValueError(f"spearman needs arrays of one length; got {a.shape} and {b.shape}.")
+    if a.size < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return 0.0
+    rho = scipy_stats.spearmanr(a, b).correlation
+    return float(rho) if np.isfinite(rho) else 0.0
