@@ -6,6 +6,7 @@ Same result as ``tfds build tfds_builders/mbold_tabletop --config=push1_small``;
 also reports the build rate and the share of episodes that moved an object.
 """
 import json
+import sys
 
 from absl import app
 from absl import flags
@@ -20,7 +21,10 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     del argv
-    stats = build(FLAGS.config, FLAGS.data_dir)
+    try:
+        stats = build(FLAGS.config, FLAGS.data_dir)
+    except IOError as e:  # a damaged existing dataset: the message names the shard
+        sys.exit(f"launch.build_dataset: {e}")
     logging.info("%s", stats)
     print(json.dumps(stats))
 

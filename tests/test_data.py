@@ -8,6 +8,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 import tfds_builders  # noqa: F401
+from mbold_tf.data import build as build_lib
 from mbold_tf.data import collect
 from mbold_tf.data import neighbors
 from mbold_tf.data import pipelines
@@ -176,6 +177,63 @@ def test_truncated_shard_names_file(data_dir, tmp_path):
         f.truncate(os.path.getsize(path) // 2)
     with pytest.raises(IOError, match=shard):
         rlds.load_episodes(version_dir)
+
+
+def _record_boundaries(path):
+    """Byte offsets at which the TFRecord file's records start (8-byte length, 4-byte CRC,
+    data, 4-byte CRC)."""
+    import struct
+    offsets, pos, size = [], 0, os.path.getsize(path)
+    with open(path, "rb") as f:
+        while pos < size:
+            offsets.append(pos)
+            f.seek(pos)
+            (length,) = struct.unpack("<Q", f.read(8))
+            pos += 8 + 4 + length + 4
+    return offsets
+
+
+@pytest.mark.parametrize("cut", ["record_boundary", "empty"])
+def test_shard_cut_at_a_record_boundary_fails_naming_it(data_dir, tmp_path, cut):
+    """A shard that lost whole records reads without a TFRecord error; the count check
+    against dataset_info.json must catch it."""
+    bad = str(tmp_path / "bad")
+    shutil.copytree(data_dir, bad)
+    version_dir = os.path.join(bad, "mbold_tabletop", "push1_tiny", "1.0.0")
+    shard = [f for f in os.listdir(version_dir) if "train.tfrecord" in f][0]
+    path = os.path.join(version_dir, shard)
+    starts = _record_boundaries(path)
+    assert len(starts) == 6  # push1_tiny: 6 train episodes in one shard
+    with open(path, "r+b") as f:
+        f.truncate(starts[3] if cut == "record_boundary" else 0)
+    read = 3 if cut == "record_boundary" else 0
+    with pytest.raises(IOError, match=f"{shard} holds {read} episodes but the dataset's "
+                                      f"metadata .* says 6"):
+        rlds.load_episodes(version_dir)
+
+
+def test_build_dataset_verifies_an_existing_dataset(data_dir, tmp_path):
+    """Rebuilding over an intact dataset reports every split's count; over a damaged shard the
+    launcher fails naming the shard, without a traceback."""
+    import subprocess
+    import sys
+
+    import mbold_tf
+
+    assert build_lib.build("push1_tiny", data_dir)["verified_episodes"] == {
+        "train": 6, "validation": 1, "test": 1}
+    bad = str(tmp_path / "bad")
+    shutil.copytree(data_dir, bad)
+    version_dir = os.path.join(bad, "mbold_tabletop", "push1_tiny", "1.0.0")
+    shard = [f for f in os.listdir(version_dir) if "train.tfrecord" in f][0]
+    with open(os.path.join(version_dir, shard), "r+b") as f:
+        f.truncate(_record_boundaries(os.path.join(version_dir, shard))[4])
+    run = subprocess.run([sys.executable, "-m", "launch.build_dataset", "--config=push1_tiny",
+                          f"--data_dir={bad}"], cwd=mbold_tf.REPO_ROOT, capture_output=True,
+                         text=True, check=False)
+    assert run.returncode != 0
+    assert f"{shard} holds 4 episodes but the dataset's metadata" in run.stderr
+    assert "Traceback" not in run.stderr
 
 
 class ForeignRobot(tfds.core.GeneratorBasedBuilder):

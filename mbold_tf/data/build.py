@@ -1,5 +1,8 @@
 """Build (if needed) an ``mbold_tabletop`` TFDS dataset and report its quality."""
+import sys
 import time
+
+from absl import logging
 
 import tensorflow_datasets as tfds
 
@@ -17,11 +20,19 @@ def build(config: str, data_dir=None) -> dict:
     builder = tfds.builder(f"mbold_tabletop/{config}", data_dir=data_dir)
     t0 = time.time()
     already = builder.is_prepared()
+    if not already:
+        logging.info("Building mbold_tabletop/%s (%d episodes) in %s...", config,
+                     builder.builder_config.num_episodes, builder.data_dir)
+        if not sys.stderr.isatty():  # progress bars' escape codes would litter log files
+            tfds.disable_progress_bar()
     builder.download_and_prepare()
     seconds = time.time() - t0
     n = builder.builder_config.num_episodes
+    # An existing dataset is checked shard by shard against its metadata (record counts), so a
+    # damaged one is reported here, not by a training run that silently reads fewer episodes.
+    counts = rlds.verify_shards(f"mbold_tabletop/{config}", data_dir)
     stats = {"config": config, "episodes": n, "dir": builder.data_dir,
-             "already_built": already}
+             "already_built": already, "verified_episodes": counts}
     if not already:
         stats.update(build_seconds=round(seconds, 1), episodes_per_s=round(n / seconds, 2))
     arrays = rlds.load_episodes(f"mbold_tabletop/{config}", "validation", data_dir=data_dir)

@@ -140,6 +140,54 @@ def _episode_to_numpy(episode, mapping: KeyMapping):
     return out
 
 
+def count_records(path: str) -> int:
+    """Number of whole records in a TFRecord file, read from the record headers only.
+
+    Raises IOError naming the file when it ends inside a record.
+    """
+    size, pos, count = os.path.getsize(path), 0, 0
+    with open(path, "rb") as f:
+        while pos < size:
+            f.seek(pos)
+            header = f.read(8)
+            if len(header) < 8:
+                raise IOError(f"Shard {path} ends inside a record header (byte {pos}).")
+            pos += 8 + 4 + int(np.frombuffer(header, "<u8")[0]) + 4
+            if pos > size:
+                raise IOError(f"Shard {path} ends inside record {count} (truncated).")
+            count += 1
+    return count
+
+
+def verify_shards(source: str, data_dir: Optional[str] = None) -> Dict[str, int]:
+    """Checks every split's shards against the dataset's metadata without decoding them.
+
+    Returns {split: episodes}. Raises IOError naming the first missing, truncated or short
+    shard (record counts against dataset_info.json's shard lengths) and how to rebuild.
+    """
+    builder = _builder(source, data_dir)
+    counts = {}
+    for split, info in builder.info.splits.items():
+        expected = list(getattr(info, "shard_lengths", None) or [])
+        total = 0
+        for i, name in enumerate(info.filenames):
+            path = os.path.join(builder.data_dir, name)
+            if not os.path.exists(path):
+                raise IOError(f"Shard {path} is missing; delete {builder.data_dir} and rebuild "
+                              f"the dataset.")
+            try:
+                n = count_records(path)
+            except IOError as e:
+                raise IOError(f"{e} Delete {builder.data_dir} and rebuild the dataset.") from None
+            if i < len(expected) and n != expected[i]:
+                raise IOError(f"Shard {path} holds {n} episodes but the dataset's metadata "
+                              f"(dataset_info.json) says {expected[i]}: the file was truncated "
+                              f"or replaced. Delete {builder.data_dir} and rebuild the dataset.")
+            total += n
+        counts[split] = total
+    return counts
+
+
 def load_episodes(source: str, split: str = "train", mapping: KeyMapping = KeyMapping(),
                   data_dir: Optional[str] = None,
                   max_episodes: Optional[int] = None) -> EpisodeArrays:
@@ -162,16 +210,25 @@ def load_episodes(source: str, split: str = "train", mapping: KeyMapping = KeyMa
     _check_image_spec(steps_spec, mapping)
     if split not in builder.info.splits:
         raise ValueError(f"Split {split!r} not in {source!r}; it has {list(builder.info.splits)}.")
-    files = [os.path.join(builder.data_dir, f) for f in builder.info.splits[split].filenames]
+    info = builder.info.splits[split]
+    files = [os.path.join(builder.data_dir, f) for f in info.filenames]
+    # The episodes each shard must hold, from dataset_info.json (TFDS records them at build
+    # time): a shard cut at a record boundary reads without an error, so count what it yields.
+    expected = list(getattr(info, "shard_lengths", None) or [])
+    logging.info("Loading %s episodes of %s[%s] from %d shard(s)...",
+                 max_episodes or info.num_examples, source, split, len(files))
     parts = []
-    for path in files:
+    for i, path in enumerate(files):
         if not os.path.exists(path):
-            raise IOError(f"Shard {path} is missing; rebuild the dataset.")
+            raise IOError(f"Shard {path} is missing; delete {builder.data_dir} and rebuild the "
+                          f"dataset.")
         ds = tf.data.TFRecordDataset(path).map(builder.info.features.deserialize_example)
+        read = 0
         try:
             for episode in ds:
                 parts.append(tf.nest.map_structure(lambda t: t.numpy(),
                                                    _episode_to_numpy(episode, mapping)))
+                read += 1
                 if max_episodes and len(parts) >= max_episodes:
                     break
         except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
@@ -179,6 +236,10 @@ def load_episodes(source: str, split: str = "train", mapping: KeyMapping = KeyMa
                           f"delete {builder.data_dir} and rebuild the dataset.") from e
         if max_episodes and len(parts) >= max_episodes:
             break
+        if i < len(expected) and read != expected[i]:
+            raise IOError(f"Shard {path} holds {read} episodes but the dataset's metadata "
+                          f"(dataset_info.json) says {expected[i]}: the file was truncated or "
+                          f"replaced. Delete {builder.data_dir} and rebuild the dataset.")
     if not parts:
         raise ValueError(f"Split {split!r} of {source!r} has no episodes.")
     lengths = np.array([p["image"].shape[0] for p in parts], np.int64)

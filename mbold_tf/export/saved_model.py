@@ -7,9 +7,12 @@ numpy and tensorflow.
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
-from typing import Any, Dict, Optional
+import re
+from typing import Any, Dict, Iterator, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -20,6 +23,37 @@ from mbold_tf.export import robot_side
 
 EXPORT_FORMAT_VERSION = robot_side.EXPORT_FORMAT_VERSION
 METADATA_FILE = robot_side.METADATA_FILE
+
+
+# Library warnings of every export that carry no information for these policies:
+_EXPORT_NOISE = re.compile("|".join((
+    # Our policies are deterministic (they implement _action only); PolicySaver still tries to
+    # trace a distribution and warns that it cannot.
+    r"Could not serialize policy\.distribution\(\)",
+    # TF renames the nested time-step arguments ("0/step_type") of PolicySaver's signatures.
+    r"is not a valid tf\.function parameter name",
+    # Models are exported through the policy's traced functions, not as Keras layers.
+    r"Skipping full serialization of Keras layer",
+)))
+
+
+class _DropExportNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not _EXPORT_NOISE.search(record.getMessage())
+
+
+@contextlib.contextmanager
+def _quiet_export() -> Iterator[None]:
+    """Drops :data:`_EXPORT_NOISE` from the absl and TensorFlow loggers inside the block."""
+    loggers = [logging.getLogger(name) for name in ("absl", "tensorflow")]
+    noise = _DropExportNoise()
+    for logger in loggers:
+        logger.addFilter(noise)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(noise)
 
 
 def _spec_json(spec) -> Dict[str, Any]:
@@ -44,11 +78,12 @@ def export_policy(policy: tf_policy.TFPolicy, export_dir: str,
                          f" got {type(obs_spec).__name__}.")
     version = tf.Variable(EXPORT_FORMAT_VERSION, dtype=tf.int64, trainable=False,
                           name="export_format_version")
-    saver = policy_saver.PolicySaver(policy, batch_size=None,
-                                     metadata={"export_format_version": version})
-    if tf.io.gfile.exists(export_dir):
-        tf.io.gfile.rmtree(export_dir)
-    saver.save(export_dir)
+    with _quiet_export():
+        saver = policy_saver.PolicySaver(policy, batch_size=None,
+                                         metadata={"export_format_version": version})
+        if tf.io.gfile.exists(export_dir):
+            tf.io.gfile.rmtree(export_dir)
+        saver.save(export_dir)
     spec = policy.action_spec
     meta = {
         "format_version": EXPORT_FORMAT_VERSION,
