@@ -252,3 +252,12 @@ def test_evaluate_names_a_bad_grid_without_a_traceback():
     # The launcher imports TensorFlow and TF-Agents with their CPU-machine banners filtered.
     for banner in ("TensorRT", "cuda", "cuDNN", "Gym has been unmaintained", "oneDNN"):
         assert banner not in run.stderr, run.stderr
+
+
+def test_gin_cannot_bind_what_the_method_decides():
+    """The cost name and the planning model come from the method and the evaluation grid; a gin
+    binding of either fails instead of being silently overridden."""
+    for binding in ("make_cost.name = 'no_such_cost'", "make_policy.model = 'simulator'"):
+        with pytest.raises(ValueError, match="denylisted kwarg"):
+            gin.parse_config([binding])
+        gin.clear_config()

@@ -1,6 +1,7 @@
 """Video predictor, its training and evaluation. Tiny configs, CPU."""
 import json
 import os
+import shutil
 
 import gin
 import numpy as np
@@ -256,3 +257,13 @@ def test_other_config_fails_naming_the_setting(trained_run):
 def test_unknown_loss_fails(tmp_path):
     with pytest.raises(ValueError, match="'l3'"):
         tp.reconstruction_loss(tf.zeros([1]), tf.zeros([1]), "l3")
+
+
+def test_a_checkpoint_with_non_finite_weights_fails_to_load(trained_run, tmp_path):
+    root = str(tmp_path / "ruined")
+    shutil.copytree(trained_run["root"], root)
+    model = vp.load_predictor(root)
+    model.variables[0].assign(tf.fill(model.variables[0].shape, np.nan))
+    tf.train.Checkpoint(model=model).save(os.path.join(root, "ckpt", "ruined"))  # the latest
+    with pytest.raises(ValueError, match="ruined-1 holds non-finite weights"):
+        vp.load_predictor(root)

@@ -1,8 +1,14 @@
 """The shared training loop: checkpoints, the before-save hook, resume (tiny, CPU)."""
 import os
+import subprocess
+import sys
 
+import numpy as np
+import pytest
 import tensorflow as tf
 
+import mbold_tf
+from mbold_tf.utils import run_lock
 from mbold_tf.utils import training
 
 
@@ -38,3 +44,47 @@ def test_before_save_runs_once_per_checkpoint_and_resume_continues(tmp_path):
     loop3, _, _, train_step3 = _loop(root, 10, calls3)
     loop3.run(train_step3)
     assert calls3 == []
+
+
+def test_ruined_weights_are_never_saved_and_a_nan_names_its_step(tmp_path):
+    """A finite loss over non-finite weights must not become the 'last good' checkpoint."""
+    root = str(tmp_path / "run")
+    step = tf.Variable(0, dtype=tf.int64)
+    w = tf.Variable(1.0)
+    loop = training.TrainingLoop(root, {"w": w}, step, 10, checkpoint_every=2,
+                                 summary_every=100, log_every=100)
+
+    def train_step():  # w overflows to inf at step 3; the loss stays finite until step 5
+        w.assign(w * 1e15)
+        return {"loss": tf.constant(1.0) if int(step.numpy()) < 4 else tf.constant(np.nan)}
+
+    with pytest.raises(training.NonFiniteLossError, match="Non-finite weights .* at step 4.*"
+                                                          "Last good checkpoint: .*ckpt-2"):
+        loop.run(train_step)
+    assert os.path.basename(loop.manager.latest_checkpoint) == "ckpt-2"
+
+    step.assign(4)
+    w.assign(1.0)
+    loop2 = training.TrainingLoop(str(tmp_path / "run2"), {"w": w}, step, 10,
+                                  checkpoint_every=100, summary_every=100, log_every=100)
+    with pytest.raises(training.NonFiniteLossError, match="at step 5;"):
+        loop2.run(train_step)  # the NaN at step 5 is named at once, not at a logged step
+
+
+def test_a_second_writer_of_a_run_directory_is_refused(tmp_path):
+    root = str(tmp_path / "run")
+    with run_lock.hold(root):
+        calls = []
+        loop, _, _, train_step = _loop(root, 4, calls)
+        with pytest.raises(run_lock.RunDirectoryLockedError,
+                           match=f"PID {os.getpid()} on .*use another --root_dir"):
+            loop.run(train_step)
+        assert calls == [] and loop.manager.latest_checkpoint is None
+    loop.run(train_step)  # released: the same run now trains
+    assert calls == [4]
+    # A lock left by a process that died is no lock: flock is released with its process.
+    script = (f"import os; from mbold_tf.utils import run_lock; "
+              f"h = run_lock.hold({root!r}); h.__enter__(); os._exit(9)")
+    subprocess.run([sys.executable, "-c", script], cwd=mbold_tf.REPO_ROOT, check=False)
+    with run_lock.hold(root):
+        pass

@@ -32,6 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from mbold_tf.utils import run_config
+from mbold_tf.utils import training
 
 KIND = "video_predictor"
 IMAGE_SHAPE = (64, 64, 3)
@@ -499,4 +500,6 @@ def load_predictor(root_dir: str, expect: Optional[Dict[str, Any]] = None,
                                 f"(python -m launch.train_predictor --root_dir={root_dir}).")
     status = tf.train.Checkpoint(model=model).restore(latest).expect_partial()
     status.assert_existing_objects_matched()
+    training.check_finite_weights({"model": model}, latest)
     return model
+

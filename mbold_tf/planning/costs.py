@@ -44,7 +44,9 @@ def pixel_l2(frames: tf.Tensor, goal_images: tf.Tensor) -> tf.Tensor:
                           axis=[1, 2, 3])
 
 
-@gin.configurable
+# The cost's name and model come from the method (planning/factory.py), never from gin: a gin
+# binding of make_cost.name or make_cost.model is an error instead of a setting that is ignored.
+@gin.configurable(denylist=["name", "model"])
 def make_cost(name: str = "learned_distance", model=None, steps: bool = False,
               q_action: str = "actor") -> Callable:
     """Returns ``cost_fn(prediction, observation, actions=None) -> float32 [N]`` for a cost name.

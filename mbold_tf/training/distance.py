@@ -282,6 +282,8 @@ def load_distance(root_dir: str):
         ckpt = tf.train.Checkpoint(actor_network=actor, critic_network_1=critic1,
                                    critic_network_2=critic2)
         ckpt.restore(latest).expect_partial().assert_existing_objects_matched()
+        training.check_finite_weights({"actor": actor, "critic1": critic1, "critic2": critic2},
+                                latest)
         obj = distances.LearnedDistance(actor, critic1, critic2, settings["reward_scheme"],
                                         settings["gamma"])
     elif method == "gcbc":

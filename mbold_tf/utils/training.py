@@ -11,14 +11,44 @@ import math
 import os
 import signal
 import time
-from typing import Callable, Dict, Mapping, Optional
+from typing import Callable, Dict, List, Mapping, Optional
 
 from absl import logging
 import tensorflow as tf
 
+from mbold_tf.utils import run_lock
+
 
 class NonFiniteLossError(RuntimeError):
     """Raised when a training step returns a NaN or infinite scalar; weights are not saved."""
+
+
+def non_finite_variables(trackables: Mapping[str, object]) -> List[str]:
+    """Names of the floating-point variables of ``trackables`` (variables, ``tf.Module``s,
+    Keras models and optimizers) that hold a NaN or infinite value; empty when all are finite."""
+    variables = []
+    for obj in trackables.values():
+        if isinstance(obj, tf.Variable):
+            variables.append(obj)
+            continue
+        found = getattr(obj, "variables", ())
+        variables.extend(found() if callable(found) else found)
+    seen, bad = set(), []
+    for v in variables:
+        if id(v) in seen or not v.dtype.is_floating:
+            continue
+        seen.add(id(v))
+        if not bool(tf.reduce_all(tf.math.is_finite(v))):
+            bad.append(v.name)
+    return bad
+
+
+def check_finite_weights(trackables: Mapping[str, object], checkpoint: str) -> None:
+    """Raises ValueError naming ``checkpoint`` when a restored weight is NaN or infinite."""
+    bad = non_finite_variables(trackables)
+    if bad:
+        raise ValueError(f"Checkpoint {checkpoint} holds non-finite weights ({bad[:3]}); it "
+                         f"cannot be used. Retrain, or restore an earlier checkpoint of the run.")
 
 
 class TrainingLoop:
@@ -48,7 +78,8 @@ class TrainingLoop:
         self.checkpoint_every = max(1, int(checkpoint_every))
         self.summary_every = max(1, int(summary_every))
         self.log_every = max(1, int(log_every))
-        self.checkpoint = tf.train.Checkpoint(step=step, **dict(trackables))
+        self._trackables = dict(trackables)
+        self.checkpoint = tf.train.Checkpoint(step=step, **self._trackables)
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, os.path.join(root_dir, "ckpt"), max_to_keep=max_to_keep)
         self.writer = tf.summary.create_file_writer(os.path.join(root_dir, "train"))
@@ -62,9 +93,19 @@ class TrainingLoop:
         return latest
 
     def save(self) -> str:
-        """Writes a checkpoint at the current step (after ``before_save``) and returns its path."""
+        """Writes a checkpoint at the current step (after ``before_save``) and returns its path.
+
+        Raises NonFiniteLossError, saving nothing, when any weight is NaN or infinite (a finite
+        loss can come from ruined weights), so the latest checkpoint is always a usable one.
+        """
         if self.before_save is not None:
             self.before_save()
+        bad = non_finite_variables(self._trackables)
+        if bad:
+            raise NonFiniteLossError(
+                f"Non-finite weights in {bad[:5]} at step {int(self.step.numpy())}; not saved. "
+                f"Last good checkpoint: {self.manager.latest_checkpoint or 'none'}. Lower the "
+                f"learning rate or check the input data, then rerun to resume from it.")
         self._saved_step = int(self.step.numpy())
         path = self.manager.save(checkpoint_number=self._saved_step)
         logging.info("Saved checkpoint %s", path)
@@ -80,6 +121,10 @@ class TrainingLoop:
         Raises NonFiniteLossError if a scalar is not finite: the message names the step and the
         last good checkpoint, and nothing is saved.
         """
+        with run_lock.hold(self.root_dir):
+            return self._run(train_step, summary_fn, summary_fn_every)
+
+    def _run(self, train_step, summary_fn, summary_fn_every) -> Dict[str, float]:
         self.restore()
         start_step = int(self.step.numpy())
         # Speed and ETA come from steady-state steps: the clock starts after the first step,
@@ -100,16 +145,16 @@ class TrainingLoop:
                         logging.info("step %d/%d: first step done in %.1f s", step,
                                      self.total_steps, time.time() - window_t)
                         window_step, window_t = step, time.time()
-                    if step % self.summary_every == 0 or step % self.log_every == 0 or \
-                            step % self.checkpoint_every == 0 or step == self.total_steps:
-                        last = {k: float(v) for k, v in outputs.items()}
-                        bad = {k: v for k, v in last.items() if not math.isfinite(v)}
-                        if bad:
-                            raise NonFiniteLossError(
-                                f"Non-finite training scalars {bad} at step {step}; weights were "
-                                f"not saved. Last good checkpoint: "
-                                f"{self.manager.latest_checkpoint or 'none'}. Lower the learning "
-                                f"rate or check the input data, then rerun to resume from it.")
+                    # Every step: the scalars are computed already, and the error must name
+                    # the step that went non-finite, not the next logged one.
+                    last = {k: float(v) for k, v in outputs.items()}
+                    bad = {k: v for k, v in last.items() if not math.isfinite(v)}
+                    if bad:
+                        raise NonFiniteLossError(
+                            f"Non-finite training scalars {bad} at step {step}; weights were "
+                            f"not saved. Last good checkpoint: "
+                            f"{self.manager.latest_checkpoint or 'none'}. Lower the learning "
+                            f"rate or check the input data, then rerun to resume from it.")
                     if step % self.summary_every == 0:
                         for k, v in last.items():
                             tf.summary.scalar(k, v, step=step)
