@@ -15,6 +15,8 @@ from absl import flags
 from absl import logging
 import gin
 
+from launch import common
+
 flags.DEFINE_string("root_dir", None, "Run directory (checkpoints, summaries, config.json).")
 flags.DEFINE_string("method", None, "cql_td3, td3, temporal, vae or gcbc (overrides gin).")
 flags.DEFINE_multi_string("gin_file", [], "Gin files, applied in order.")
@@ -29,14 +31,11 @@ def main(argv):
     from mbold_tf.training import distance  # pylint: disable=g-import-not-at-top
     gin.parse_config_files_and_bindings(FLAGS.gin_file, FLAGS.gin_param)
     root_dir = os.path.expanduser(FLAGS.root_dir)
-    os.makedirs(root_dir, exist_ok=True)
-    # written before training (as launch.train_predictor does) so a killed run keeps its config
-    with open(os.path.join(root_dir, "gin_config.gin"), "w") as f:
-        f.write(gin.config_str())
+    common.write_run_record(root_dir, operative=False)  # a killed run keeps its settings
     kwargs = {"method": FLAGS.method} if FLAGS.method else {}
-    result = distance.train_distance(root_dir, **kwargs)
-    with open(os.path.join(root_dir, "operative_config.gin"), "w") as f:
-        f.write(gin.operative_config_str())
+    with common.user_errors("launch.train_distance"):
+        result = distance.train_distance(root_dir, **kwargs)
+    common.write_run_record(root_dir, operative=True)
     logging.info("done")
     print(json.dumps(result, sort_keys=True))
 

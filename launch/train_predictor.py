@@ -15,6 +15,7 @@ from absl import flags
 from absl import logging
 import gin
 
+from launch import common
 from mbold_tf.training.predictor import train_predictor
 
 flags.DEFINE_string("root_dir", None, "Run directory (checkpoints, summaries, config.json).")
@@ -28,10 +29,10 @@ def main(argv):
     del argv
     gin.parse_config_files_and_bindings(FLAGS.gin_file, FLAGS.gin_param)
     root_dir = os.path.expanduser(FLAGS.root_dir)
-    os.makedirs(root_dir, exist_ok=True)
-    with open(os.path.join(root_dir, "operative_config.gin"), "w") as f:
-        f.write(gin.config_str())
-    result = train_predictor(root_dir)
+    common.write_run_record(root_dir, operative=False)  # a killed run keeps its settings
+    with common.user_errors("launch.train_predictor"):
+        result = train_predictor(root_dir)
+    common.write_run_record(root_dir, operative=True)
     logging.info("Done: %s", result)
     print(json.dumps(result, sort_keys=True))
 

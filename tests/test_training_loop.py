@@ -88,3 +88,21 @@ def test_a_second_writer_of_a_run_directory_is_refused(tmp_path):
     subprocess.run([sys.executable, "-c", script], cwd=mbold_tf.REPO_ROOT, check=False)
     with run_lock.hold(root):
         pass
+
+
+@pytest.mark.parametrize("launcher, binding", [
+    ("train_predictor", "train_predictor.batch_size=0"),
+    ("train_distance", "train_distance.batch_size=-4"),
+])
+def test_launchers_name_a_bad_size_without_a_traceback(tmp_path, launcher, binding):
+    preset = "predictor" if launcher == "train_predictor" else "distance"
+    run = subprocess.run(
+        [sys.executable, "-m", f"launch.{launcher}", f"--root_dir={tmp_path / 'run'}",
+         f"--gin_file=gin/presets/tiny/{preset}.gin", f"--gin_param={binding}"],
+        cwd=mbold_tf.REPO_ROOT, capture_output=True, text=True, check=False)
+    name, value = binding.split("=")
+    assert run.returncode != 0
+    assert f"launch.{launcher}: {name} must be a positive integer; got {value}" in run.stderr
+    assert "Traceback" not in run.stderr
+    # The run record is written before anything else, under the one name every launcher uses.
+    assert binding.replace("=", " = ") in (tmp_path / "run" / "operative_config.gin").read_text()

@@ -124,6 +124,11 @@ def train_distance(root_dir: str, method: str = "cql_td3",
       ValueError listing the choices for an unknown method, reward scheme or negatives key;
       NonFiniteLossError naming the step and the last good checkpoint for a NaN loss.
     """
+    training.check_positive(**{"train_distance.total_steps": total_steps,
+                               "train_distance.batch_size": batch_size,
+                               "train_distance.checkpoint_every": checkpoint_every,
+                               "train_distance.summary_every": summary_every,
+                               "train_distance.log_every": log_every})
     _check_choice("method", method, METHODS)
     _check_choice("reward scheme", reward_scheme, distances.REWARD_SCHEMES)
     _check_choice("negatives_key", negatives_key, pipelines.NEGATIVE_KEYS)

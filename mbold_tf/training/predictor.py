@@ -204,6 +204,11 @@ def train_predictor(root_dir: str, dataset: str = "mbold_tabletop/push1_cpu",
       the last logged scalars (loss, mse, ground_truth_prob[, kl]) with step, train_seconds and
       steps_per_s (of this invocation).
     """
+    training.check_positive(**{"train_predictor.total_steps": total_steps,
+                               "train_predictor.batch_size": batch_size,
+                               "train_predictor.checkpoint_every": checkpoint_every,
+                               "train_predictor.summary_every": summary_every,
+                               "train_predictor.log_every": log_every})
     trainer = PredictorTrainer(root_dir, dataset, data_dir, total_steps, batch_size,
                                learning_rate, loss, seed, checkpoint_every, summary_every,
                                log_every, mixed_precision, arrays=arrays)

@@ -14,9 +14,26 @@ import time
 from typing import Callable, Dict, List, Mapping, Optional
 
 from absl import logging
+import numpy as np
 import tensorflow as tf
 
 from mbold_tf.utils import run_lock
+
+
+class SettingError(ValueError):
+    """A setting (size, count, period) with a value it cannot take."""
+
+
+def check_positive(**settings: int) -> None:
+    """Raises SettingError naming the first setting that is not a positive integer.
+
+    Called with the settings' full names, e.g. ``check_positive(**{"train_predictor.batch_size":
+    batch_size})``, so the message says where to change it.
+    """
+    for name, value in settings.items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise SettingError(f"{name} must be a positive integer; got {value!r}. Set it in "
+                               f"the gin file or with --gin_param=\"{name}=...\".")
 
 
 class NonFiniteLossError(RuntimeError):
