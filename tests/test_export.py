@@ -111,3 +111,64 @@ def test_robot_side_steps_an_environment(exported):
     finally:
         env.close()
     assert result["steps"] == 30  # the task's episode length
+
+
+@pytest.mark.parametrize("damage", ["metadata_json", "variables_data", "variables_index"])
+def test_a_damaged_export_names_the_problem_and_says_re_export(exported, tmp_path, damage):
+    import shutil
+
+    bad = str(tmp_path / "bad")
+    shutil.copytree(exported["dir"], bad)
+    if damage == "metadata_json":
+        path = os.path.join(bad, robot_side.METADATA_FILE)
+    else:
+        var_dir = os.path.join(bad, "variables")
+        suffix = ".index" if damage == "variables_index" else ".data-00000-of-00001"
+        path = os.path.join(var_dir, [f for f in os.listdir(var_dir) if f.endswith(suffix)][0])
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) // 2)
+    with pytest.raises(robot_side.ExportError, match="re-export"):
+        robot_side.RobotPolicy(bad).act(exported["observation"])
+    if damage == "metadata_json":
+        with pytest.raises(robot_side.ExportError, match="mbold_export.json is not valid JSON"):
+            robot_side.read_metadata(bad)
+
+
+def test_deadline_falls_back_to_the_previous_plan_and_never_blocks(exported, caplog):
+    """A planner made slow on purpose: act() answers within the deadline with the previous
+    plan's next action (zeros before any plan), and adopts the late plan when it arrives."""
+    import threading
+    import time
+
+    robot = robot_side.RobotPolicy(exported["dir"], deadline_s=60.0)
+    obs = dict(exported["observation"], extra_sensor=np.zeros(3))
+    robot.reset()
+    first = robot.act(obs)  # in time (the first call traces): a plan of 4 actions
+    robot.deadline_s = 0.5
+    plan = np.asarray(robot._plan)  # pylint: disable=protected-access
+    np.testing.assert_allclose(first, np.clip(plan[0], -1, 1), atol=1e-6)
+    release = threading.Event()
+    real_action = robot._policy.action  # pylint: disable=protected-access
+
+    def slow_action(time_step, state):
+        release.wait(10)
+        return real_action(time_step, state)
+
+    robot._policy.action = slow_action  # pylint: disable=protected-access
+    t0 = time.monotonic()
+    second = robot.act(obs)
+    third = robot.act(obs)
+    assert time.monotonic() - t0 < 1.5  # two deadlines, never the 10 s of the slow call
+    np.testing.assert_allclose(second, np.clip(plan[1], -1, 1), atol=1e-6)
+    np.testing.assert_allclose(third, np.clip(plan[2], -1, 1), atol=1e-6)
+    assert robot.deadline_misses == 2
+    release.set()
+    robot._policy.action = real_action  # pylint: disable=protected-access
+    robot.deadline_s = 60.0
+    fourth = robot.act(obs)  # the late call answers: its plan, after the 2 skipped actions
+    assert np.all(np.isfinite(fourth)) and robot.deadline_misses == 2
+    lat = robot.latency()
+    assert lat["calls"] == 4 and lat["deadline_misses"] == 2 and lat["max"] >= lat["p50"]
+    assert max(robot._latencies[1:3]) < 1.0  # pylint: disable=protected-access
+    assert sum("missed the 0.500 s deadline" in r.getMessage() for r in caplog.records) == 2
+    assert sum("extra_sensor" in r.getMessage() for r in caplog.records) == 1  # warned once

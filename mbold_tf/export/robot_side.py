@@ -7,8 +7,17 @@ Copy this one file to the robot computer (it imports neither ``mbold_tf`` nor ``
     action = policy.act({"image": img, "goal_image": goal, "joint_pos": q, "gripper": g})
 
 ``act`` checks every observation entry against the exported spec (key, shape, dtype) and raises
-a ValueError naming the entry, the shape/dtype received and the one expected. The returned action
-is always finite and inside the exported bounds (non-finite entries become 0, then clipped).
+a ValueError naming the entry, the shape/dtype received and the one expected (an entry the export
+does not know is ignored, with one warning). The returned action is always finite and inside the
+exported bounds (non-finite entries become 0, then clipped). This class is the checked entry
+point: calling the raw SavedModel with wrong shapes gives TensorFlow's signature dump instead.
+
+**Deadline.** ``RobotPolicy(dir, deadline_s=0.1)`` never blocks the control loop for longer than
+the control period: the policy runs in a worker thread, and when a call (a replan) has not
+answered within ``deadline_s`` the runner returns the next action of the previous plan (zeros
+when there is none) and logs it. The late call's plan is adopted when it arrives, skipping the
+actions executed meanwhile. :meth:`RobotPolicy.latency` reports p50 / p95 / max seconds per
+``act`` and the number of deadline misses.
 
 Run as a script it steps an environment with the policy::
 
@@ -25,11 +34,14 @@ from __future__ import annotations
 
 import argparse
 import collections
+from concurrent import futures
 import importlib
 import json
+import logging
 import os
 import sys
-from typing import Dict, Mapping
+import time
+from typing import Dict, List, Mapping, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -37,6 +49,7 @@ import tensorflow as tf
 EXPORT_FORMAT_VERSION = 1
 METADATA_FILE = "mbold_export.json"
 
+_log = logging.getLogger(__name__)
 _TimeStep = collections.namedtuple("TimeStep", ["step_type", "reward", "discount", "observation"])
 _FIRST, _MID = 0, 1
 
@@ -56,8 +69,12 @@ def read_metadata(policy_dir: str) -> Dict:
         raise ExportError(f"{policy_dir!r} is not an mbold-tf export (missing {METADATA_FILE} or "
                           f"saved_model.pb); re-export it with launch.export.")
     with open(path) as f:
-        meta = json.load(f)
-    version = meta.get("format_version")
+        try:
+            meta = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ExportError(f"{path} is not valid JSON ({e}); the export is damaged: "
+                              f"re-export the policy with launch.export.") from None
+    version = meta.get("format_version") if isinstance(meta, dict) else None
     if version != EXPORT_FORMAT_VERSION:
         raise ExportError(f"{policy_dir!r} was exported with format version {version}; this "
                           f"runner reads version {EXPORT_FORMAT_VERSION}. Re-export the policy "
@@ -66,11 +83,25 @@ def read_metadata(policy_dir: str) -> Dict:
 
 
 class RobotPolicy:
-    """An exported policy, stepped one observation at a time (batch 1)."""
+    """An exported policy, stepped one observation at a time (batch 1).
 
-    def __init__(self, policy_dir: str):
+    Args:
+      policy_dir: the directory ``launch.export`` wrote.
+      deadline_s: answer every ``act`` within this many seconds (see the module docstring);
+        None waits for the policy however long it takes.
+    """
+
+    def __init__(self, policy_dir: str, deadline_s: Optional[float] = None):
+        if deadline_s is not None and not deadline_s > 0:
+            raise ValueError(f"deadline_s must be positive seconds or None; got {deadline_s!r}.")
         self.metadata = read_metadata(policy_dir)
-        self._policy = tf.saved_model.load(policy_dir)
+        try:
+            self._policy = tf.saved_model.load(policy_dir)
+        except Exception as e:  # pylint: disable=broad-except  # TF raises many kinds here
+            raise ExportError(
+                f"The SavedModel in {policy_dir!r} cannot be loaded ({type(e).__name__}: "
+                f"{str(e).strip()[:200]}); its saved_model.pb or variables/ files are damaged: "
+                f"re-export the policy with launch.export.") from None
         saved_version = int(self._policy.get_metadata()["export_format_version"].numpy())
         if saved_version != EXPORT_FORMAT_VERSION:
             raise ExportError(f"SavedModel in {policy_dir!r} has format version {saved_version}, "
@@ -81,15 +112,43 @@ class RobotPolicy:
         self._obs_spec = self.metadata["observation"]
         self._state = None
         self._first = True
+        self._warned_keys = set()
+        self.deadline_s = deadline_s
+        self._worker = futures.ThreadPoolExecutor(1, thread_name_prefix="policy") \
+            if deadline_s is not None else None
+        self._pending: Optional[futures.Future] = None
+        self._plan: Optional[np.ndarray] = None   # [h, A] of the last plan, when exported
+        self._plan_pos = 0                        # its next action
+        self._fallbacks_since_call = 0
+        self._latencies: List[float] = []
+        self.deadline_misses = 0
 
     def reset(self) -> None:
         """Starts a new episode (fresh plan, step counter 0)."""
+        if self._pending is not None:
+            self._pending.result()  # let a late call finish; its result is for the last episode
+            self._pending = None
         self._state = self._policy.get_initial_state(1)
         self._first = True
+        self._plan, self._plan_pos = None, 0
+
+    def latency(self) -> Dict[str, float]:
+        """Seconds per ``act`` so far: p50, p95, max, and calls and deadline misses (counts)."""
+        if not self._latencies:
+            return {"calls": 0, "deadline_misses": self.deadline_misses}
+        lat = np.asarray(self._latencies)
+        return {"calls": int(lat.size), "p50": float(np.percentile(lat, 50)),
+                "p95": float(np.percentile(lat, 95)), "max": float(lat.max()),
+                "deadline_misses": self.deadline_misses}
 
     def check_observation(self, observation: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
         """Validates an unbatched observation dict; returns it batched ([1, ...]) as numpy."""
         batched = {}
+        extra = set(observation) - set(self._obs_spec) - self._warned_keys
+        if extra:
+            self._warned_keys |= extra
+            _log.warning("Observation entries %s are not in the export's spec %s; they are "
+                            "ignored.", sorted(extra), sorted(self._obs_spec))
         for key, spec in self._obs_spec.items():
             if key not in observation:
                 raise ValueError(f"Observation is missing {key!r} (expected shape "
@@ -107,18 +166,65 @@ class RobotPolicy:
             batched[key] = value[None]
         return batched
 
+    def _call(self, obs, state, first):
+        step_type = _FIRST if first else _MID
+        time_step = _TimeStep(tf.constant([step_type], tf.int32), tf.zeros([1], tf.float32),
+                              tf.ones([1], tf.float32), obs)
+        return self._policy.action(time_step, state)
+
+    def _adopt(self, out, skipped: int) -> np.ndarray:
+        """Takes a finished call's state; returns its action (or, for a call that answered
+        late, the action of its plan after the ``skipped`` ones executed meanwhile)."""
+        self._state = out.state
+        self._first = False
+        action = np.asarray(out.action)[0]
+        plan = out.state.get("plan") if isinstance(out.state, dict) else None
+        if plan is not None:
+            plan = np.asarray(plan)[0]
+            # The returned action is plan[k] for some k; the runner continues after it.
+            k = int(np.argmin(np.abs(plan - action).sum(axis=-1)))
+            self._plan, self._plan_pos = plan, k + 1 + skipped
+            if skipped:
+                action = self._next_from_plan()
+        return action
+
+    def _next_from_plan(self) -> np.ndarray:
+        if self._plan is None or self._plan_pos >= len(self._plan):
+            return np.zeros_like(self._low)
+        action = self._plan[self._plan_pos]
+        self._plan_pos += 1
+        return action
+
     def act(self, observation: Mapping[str, np.ndarray]) -> np.ndarray:
-        """float32 [A] action for one observation dict; finite and within the bounds."""
+        """float32 [A] action for one observation dict; finite and within the bounds.
+
+        With a deadline, answers within ``deadline_s`` (plus the validation's microseconds).
+        """
+        start = time.monotonic()
         if self._state is None:
             self.reset()
         obs = self.check_observation(observation)
-        step_type = _FIRST if self._first else _MID
-        time_step = _TimeStep(tf.constant([step_type], tf.int32), tf.zeros([1], tf.float32),
-                              tf.ones([1], tf.float32), obs)
-        out = self._policy.action(time_step, self._state)
-        self._state = out.state
-        self._first = False
-        action = np.asarray(out.action)[0].astype(np.float32)
+        if self._worker is None:
+            action = self._adopt(self._call(obs, self._state, self._first), 0)
+        else:
+            if self._pending is None:  # no call in flight: plan from this observation
+                self._pending = self._worker.submit(self._call, obs, self._state, self._first)
+                self._fallbacks_since_call = 0
+            try:
+                out = self._pending.result(timeout=max(0.0, self.deadline_s -
+                                                       (time.monotonic() - start)))
+                self._pending = None
+                action = self._adopt(out, self._fallbacks_since_call)
+            except futures.TimeoutError:
+                self.deadline_misses += 1
+                self._fallbacks_since_call += 1
+                action = self._next_from_plan()
+                _log.warning("The policy missed the %.3f s deadline; executing %s.",
+                                self.deadline_s, "the previous plan's next action"
+                                if self._plan is not None and
+                                self._plan_pos <= len(self._plan) else "a zero action")
+        self._latencies.append(time.monotonic() - start)
+        action = np.asarray(action, np.float32)
         action = np.where(np.isfinite(action), action, 0.0).astype(np.float32)
         return np.clip(action, self._low, self._high)
 
@@ -168,8 +274,13 @@ def main(argv=None) -> None:
     parser.add_argument("--env", help="module:callable returning the environment")
     parser.add_argument("--env_args", default="{}", help="JSON kwargs for --env")
     parser.add_argument("--episodes", type=int, default=1)
+    parser.add_argument("--deadline_s", type=float, default=None,
+                        help="answer every step within this many seconds (see RobotPolicy)")
     args = parser.parse_args(argv)
-    policy = RobotPolicy(args.policy_dir)
+    try:
+        policy = RobotPolicy(args.policy_dir, deadline_s=args.deadline_s)
+    except (ExportError, ValueError) as e:
+        sys.exit(f"robot_side: {e}")
     if args.inputs:
         _replay(policy, args.inputs, args.outputs or "actions.npz")
         return
@@ -179,6 +290,7 @@ def main(argv=None) -> None:
     env = getattr(importlib.import_module(module), attr)(**json.loads(args.env_args))
     for episode in range(args.episodes):
         print(json.dumps({"episode": episode, **run_episode(policy, env)}))
+    print(json.dumps({"latency_s": policy.latency()}))
 
 
 if __name__ == "__main__":
