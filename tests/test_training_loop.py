@@ -106,3 +106,20 @@ def test_launchers_name_a_bad_size_without_a_traceback(tmp_path, launcher, bindi
     assert "Traceback" not in run.stderr
     # The run record is written before anything else, under the one name every launcher uses.
     assert binding.replace("=", " = ") in (tmp_path / "run" / "operative_config.gin").read_text()
+
+
+def test_a_scalar_outside_its_bounds_stops_the_run_as_diverged(tmp_path):
+    step = tf.Variable(0, dtype=tf.int64)
+    w = tf.Variable(0.0)
+    loop = training.TrainingLoop(str(tmp_path / "run"), {"w": w}, step, 10, checkpoint_every=2,
+                                 summary_every=100, log_every=100,
+                                 bounds={"q_data": (-10.0, 11.0)})
+
+    def train_step():  # q_data grows 4 per step: 12 > 11 at step 3
+        w.assign_add(4.0)
+        return {"loss": tf.constant(0.5), "q_data": tf.identity(w)}
+
+    with pytest.raises(training.NonFiniteLossError,
+                       match=r"diverged at step 3: q_data = 12 \(allowed \(-10.0, 11.0\)\).*"
+                             r"Last good checkpoint: .*ckpt-2"):
+        loop.run(train_step)

@@ -44,6 +44,9 @@ METHODS = ("cql_td3", "td3", "temporal", "vae", "gcbc")
 AGENT_METHODS = ("cql_td3", "td3")
 
 
+DIVERGENCE_SLACK = 10.0  # Q may leave q_bounds by this many times their width before it "diverged"
+
+
 def _check_choice(name: str, value, choices):
     if value not in choices:
         raise ValueError(f"Unknown {name} {value!r}; choose one of {choices}.")
@@ -210,9 +213,15 @@ def train_distance(root_dir: str, method: str = "cql_td3",
                     [model], lambda b: model.losses_for(b, training=True),
                     itertools.islice(recal_it, bn_recalibration_batches))
                 logging.info("Batch-norm statistics recomputed from %d batches", n)
+    bounds = {}
+    if agent_kind:
+        # The true Q of these rewards lies in q_bounds; a critic ten ranges beyond it diverged.
+        lo, hi = distances.q_bounds(reward_scheme, gamma)
+        slack = DIVERGENCE_SLACK * (hi - lo)
+        bounds = {k: (lo - slack, hi + slack) for k in ("q_data", "td_target")}
     loop = training.TrainingLoop(root_dir, trackables, step, total_steps,
                                  checkpoint_every=checkpoint_every, summary_every=summary_every,
-                                 log_every=log_every, before_save=before_save)
+                                 log_every=log_every, before_save=before_save, bounds=bounds)
     loop.restore()  # (run() restores again, harmlessly) so that resumed runs time only new steps
     start = int(step.numpy())
     t0 = time.time()

@@ -11,7 +11,7 @@ import math
 import os
 import signal
 import time
-from typing import Callable, Dict, List, Mapping, Optional
+from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
 from absl import logging
 import numpy as np
@@ -81,13 +81,17 @@ class TrainingLoop:
       max_to_keep: checkpoints kept by the ``tf.train.CheckpointManager``.
       before_save: called before every checkpoint is written (e.g. to recompute batch-norm
         statistics, :mod:`mbold_tf.utils.batch_norm`).
+      bounds: scalar name -> (low, high): a step whose scalar leaves this range raises
+        NonFiniteLossError (the run diverged), e.g. Q-values far outside what the rewards allow.
     """
 
     def __init__(self, root_dir: str, trackables: Mapping[str, tf.Module], step: tf.Variable,
                  total_steps: int, checkpoint_every: int = 1000, summary_every: int = 100,
                  log_every: int = 100, max_to_keep: int = 3,
-                 before_save: Optional[Callable[[], None]] = None):
+                 before_save: Optional[Callable[[], None]] = None,
+                 bounds: Optional[Mapping[str, Tuple[float, float]]] = None):
         self.root_dir = root_dir
+        self.bounds = dict(bounds or {})
         self.before_save = before_save
         self._saved_step: Optional[int] = None
         self.step = step
@@ -166,6 +170,16 @@ class TrainingLoop:
                     # the step that went non-finite, not the next logged one.
                     last = {k: float(v) for k, v in outputs.items()}
                     bad = {k: v for k, v in last.items() if not math.isfinite(v)}
+                    out = {k: last[k] for k, (lo, hi) in self.bounds.items()
+                           if k in last and not lo <= last[k] <= hi}
+                    if out and not bad:
+                        raise NonFiniteLossError(
+                            f"Training diverged at step {step}: "
+                            + ", ".join(f"{k} = {v:.4g} (allowed {self.bounds[k]})"
+                                        for k, v in out.items())
+                            + f"; weights were not saved. Last good checkpoint: "
+                            f"{self.manager.latest_checkpoint or 'none'}. Lower the learning "
+                            f"rate, then rerun to resume from it.")
                     if bad:
                         raise NonFiniteLossError(
                             f"Non-finite training scalars {bad} at step {step}; weights were "
