@@ -123,3 +123,18 @@ def test_a_scalar_outside_its_bounds_stops_the_run_as_diverged(tmp_path):
                        match=r"diverged at step 3: q_data = 12 \(allowed \(-10.0, 11.0\)\).*"
                              r"Last good checkpoint: .*ckpt-2"):
         loop.run(train_step)
+
+
+def test_leftovers_of_an_interrupted_save_are_removed_on_the_next_start(tmp_path):
+    root = str(tmp_path / "run")
+    calls = []
+    loop, _, _, train_step = _loop(root, 4, calls)
+    loop.run(train_step)
+    ckpt = os.path.join(root, "ckpt")
+    os.makedirs(os.path.join(ckpt, "ckpt-8_temp", "part-0"))
+    open(os.path.join(ckpt, "checkpoint.tmp1234abcd"), "w").close()
+    loop2, step2, _, train_step2 = _loop(root, 8, [])
+    assert sorted(f for f in os.listdir(ckpt) if "tmp" in f or "temp" in f) == []
+    loop2.run(train_step2)
+    assert int(step2.numpy()) == 8 and os.path.basename(loop2.manager.latest_checkpoint) == \
+        "ckpt-8"

@@ -60,6 +60,23 @@ def non_finite_variables(trackables: Mapping[str, object]) -> List[str]:
     return bad
 
 
+def _remove_temporaries(ckpt_dir: str) -> None:
+    """Deletes what an interrupted checkpoint write leaves (``*_temp`` directories, TF's
+    ``checkpoint.tmp*`` state files); finished checkpoints are untouched."""
+    if not os.path.isdir(ckpt_dir):
+        return
+    import shutil  # pylint: disable=g-import-not-at-top
+
+    for name in sorted(os.listdir(ckpt_dir)):
+        path = os.path.join(ckpt_dir, name)
+        if name.startswith("checkpoint.tmp") or (name.endswith("_temp") and os.path.isdir(path)):
+            if os.path.isdir(path):
+                shutil.rmtree(path)
+            else:
+                os.remove(path)
+            logging.info("Removed %s, left by an interrupted checkpoint write", path)
+
+
 def check_finite_weights(trackables: Mapping[str, object], checkpoint: str) -> None:
     """Raises ValueError naming ``checkpoint`` when a restored weight is NaN or infinite."""
     bad = non_finite_variables(trackables)
@@ -99,6 +116,7 @@ class TrainingLoop:
         self.checkpoint_every = max(1, int(checkpoint_every))
         self.summary_every = max(1, int(summary_every))
         self.log_every = max(1, int(log_every))
+        _remove_temporaries(os.path.join(root_dir, "ckpt"))
         self._trackables = dict(trackables)
         self.checkpoint = tf.train.Checkpoint(step=step, **self._trackables)
         self.manager = tf.train.CheckpointManager(
