@@ -13,16 +13,22 @@ from absl import flags
 from absl import logging
 import gin
 
+from launch import common
+
 from mbold_tf.envs import goal_env
 from mbold_tf.envs import tasks
 from mbold_tf.export import saved_model
 from mbold_tf.planning import factory
+from mbold_tf.utils import training
 # Registers every configurable the loaded models use before gin parses (and locks) the config.
 from mbold_tf.models import video_predictor  # pylint: disable=unused-import
 from mbold_tf.training import distance as distance_training  # pylint: disable=unused-import
 
 flags.DEFINE_string("task", "push1", "Task (sets the CEM initial std).")
-flags.DEFINE_enum("method", "mbold", list(factory.METHODS), "Policy to export.")
+# The methods whose models this launcher loads (vae/temporal need their baseline runs, which it
+# does not take; 'privileged' plans with the simulator, which a robot does not have).
+EXPORTABLE = ("mbold", "vf", "q_only", "gcbc", "random")
+flags.DEFINE_enum("method", "mbold", list(EXPORTABLE), "Policy to export.")
 flags.DEFINE_string("predictor_dir", None, "Video predictor run.")
 flags.DEFINE_string("distance_dir", None, "Distance agent run.")
 flags.DEFINE_string("gcbc_dir", None, "GCBC run (for --method=gcbc).")
@@ -45,11 +51,20 @@ def export(task: str, method: str, models: dict, out: str, seed: int = 0, info=N
 def main(argv):
     del argv
     gin.parse_config_files_and_bindings(FLAGS.gin_file, FLAGS.gin_param)
-    models = factory.load_models(FLAGS.predictor_dir, FLAGS.distance_dir,
-                                      gcbc_dir=FLAGS.gcbc_dir)
-    path = export(FLAGS.task, FLAGS.method, models, FLAGS.out, FLAGS.seed,
-                  {"predictor_dir": FLAGS.predictor_dir, "distance_dir": FLAGS.distance_dir,
-                   "gin": gin.config_str()})
+    with common.user_errors("launch.export"):
+        if FLAGS.task not in tasks.TASKS:  # fail before the models load
+            raise training.SettingError(f"Unknown --task={FLAGS.task!r} (it sets CEM's "
+                                        f"initial std); choose one of {sorted(tasks.TASKS)}.")
+        need = [k for k in factory.requires(FLAGS.method)
+                if not {"predictor": FLAGS.predictor_dir, "distance": FLAGS.distance_dir,
+                        "gcbc": FLAGS.gcbc_dir}.get(k)]
+        if need:
+            raise training.SettingError(f"--method={FLAGS.method} needs --{need[0]}_dir.")
+        models = factory.load_models(FLAGS.predictor_dir, FLAGS.distance_dir,
+                                     gcbc_dir=FLAGS.gcbc_dir)
+        path = export(FLAGS.task, FLAGS.method, models, FLAGS.out, FLAGS.seed,
+                      {"predictor_dir": FLAGS.predictor_dir, "distance_dir": FLAGS.distance_dir,
+                       "gin": gin.config_str()})
     logging.info("Exported %s policy to %s", FLAGS.method, path)
     print(path)
 
