@@ -240,7 +240,9 @@ class CqlTd3Agent(td3_agent.Td3Agent):
                 tf.concat([neg_logp, -gauss_logp], axis=1))
 
     def _train(self, experience, weights=None):
-        del weights  # uniform sampling; importance weights are not used
+        if weights is not None:  # uniform sampling: importance weights would be ignored
+            raise ValueError("CqlTd3Agent.train does not use importance weights; call it "
+                             "without weights (the distance pipeline samples uniformly).")
         transition = self._as_transition(experience)
         time_steps, policy_steps, next_time_steps = transition
         actions = tf.cast(policy_steps.action, tf.float32)
@@ -263,6 +265,9 @@ class CqlTd3Agent(td3_agent.Td3Agent):
                 cql_gap = tf.constant(0.0)
                 cql_loss = tf.constant(0.0)
             critic_loss = td_loss + cql_loss
+            # As TF-Agents' TD3: a NaN or infinite loss fails inside the graph, before its
+            # gradients touch the weights.
+            critic_loss = tf.debugging.check_numerics(critic_loss, "CQL-TD3 critic loss")
         grads = tape.gradient(critic_loss, critic_vars)
         self._apply_gradients(grads, critic_vars, self._critic_optimizer)
 
@@ -281,6 +286,7 @@ class CqlTd3Agent(td3_agent.Td3Agent):
             with tf.GradientTape(watch_accessed_variables=False) as atape:
                 atape.watch(actor_vars)
                 loss = self.actor_loss_bc(time_steps, actions, training=True)
+                loss = tf.debugging.check_numerics(loss, "CQL-TD3 actor loss")
             self._apply_gradients(atape.gradient(loss, actor_vars), actor_vars,
                                   self._actor_optimizer)
             self._last_actor_loss.assign(loss)

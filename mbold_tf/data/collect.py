@@ -57,7 +57,7 @@ def generate_episode(task_name: str, seed: int, episode_id: int,
     env = _env(task, restricted)
     ss = np.random.SeedSequence([int(seed), int(episode_id)])
     env_seed, policy_seed = ss.generate_state(2)
-    env.task._random = np.random.RandomState(int(env_seed))  # dm_control Task's RNG
+    env.task.reseed(int(env_seed))
     policy = random_policy.CorrelatedNoisePolicy(tasks.TASKS[task].collection_std, beta=beta,
                                                  seed=int(policy_seed))
     actions = policy.sample_episode(steps)

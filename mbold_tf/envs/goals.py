@@ -176,7 +176,7 @@ def generate_goal_set(task: str, num_goals: int = 100, hard: bool = False, seed:
                 raise RuntimeError(f"Only {len(out['goal_images'])}/{num_goals} {task} goals "
                                    f"(hard={hard}) after {max_tries} rollouts; raise max_tries.")
             try_seed = int(rng.integers(2 ** 31 - 1))
-            env.task._random = np.random.RandomState(try_seed)  # dm_control Task's RNG
+            env.task.reseed(try_seed)
             policy = random_policy.CorrelatedNoisePolicy(spec.collection_std, seed=try_seed)
             with physics.reset_context():
                 env.task.initialize_episode(physics)

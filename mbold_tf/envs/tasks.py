@@ -75,8 +75,10 @@ def task_spec(name: str, restricted: bool = False) -> TaskSpec:
         raise ValueError(f"Unknown task {name!r}; choose one of {sorted(TASKS)}.")
     spec = TASKS[name]
     if restricted:
-        if spec.num_blocks == 0:
-            raise ValueError(f"restricted=True only applies to tasks with blocks, not {name!r}.")
+        if spec.num_blocks != 1:
+            raise ValueError(f"restricted=True (App. E.3) resets one block within "
+                             f"±{RESTRICTED_HALF_RANGE} m; {name!r} has {spec.num_blocks} blocks "
+                             f"(three 6 cm blocks do not fit apart in that square).")
         spec = dataclasses.replace(spec, reset_half_range=RESTRICTED_HALF_RANGE)
     return spec
 
@@ -231,6 +233,10 @@ class TabletopTask(base.Task):
         self.start_ee = np.asarray(spec.start_ee, dtype=np.float64)
         self._arm_start: Optional[np.ndarray] = None
 
+    def reseed(self, seed: int) -> None:
+        """Restarts the task's random stream (block and door resets) from ``seed`` (int)."""
+        self._random = np.random.RandomState(int(seed))  # the RNG base.Task.random exposes
+
     # -- episode ---------------------------------------------------------------------------------
     def _settled_arm(self, physics: TabletopPhysics) -> np.ndarray:
         """Arm qpos with the hand welded at ``start_ee`` (solved once without contacts, cached)."""
@@ -283,6 +289,10 @@ class TabletopTask(base.Task):
                 xy = scene.WORKSPACE_CENTER[:2] + self.random.uniform(-r, r, size=2)
                 if all(np.linalg.norm(xy - p) > 3 * scene.BLOCK_HALF for p in placed):
                     break
+            else:  # as dm_control's finger.py: never keep an overlapping placement
+                raise RuntimeError(f"Could not place block {i} of {n} at least "
+                                   f"{3 * scene.BLOCK_HALF:.2f} m from the others within "
+                                   f"±{r} m in 1000 samples; widen reset_half_range.")
             placed.append(xy)
             qadr = physics.model.jnt_qposadr[physics.model.name2id(f"block{i}", "joint")]
             physics.data.qpos[qadr:qadr + 7] = [xy[0], xy[1], scene.BLOCK_HALF, 1, 0, 0, 0]
