@@ -28,26 +28,25 @@ def test_gin_file_parses(path):
     gin.clear_config()
 
 
-def test_paper_data_values():
+@pytest.mark.parametrize("binding", [
+    "distance_dataset.batch_size = 32", "distance_dataset.reward_scheme = 'ten_one'",
+    "distance_dataset.negatives_key = 'goal'", "predictor_dataset.horizon = 10",
+    "make_cost.name = 'pixel_l2'"])
+def test_a_setting_owned_elsewhere_cannot_be_bound_in_gin(binding):
+    """Each of these values is passed by its owner (train_distance, the model, the method), so
+    a gin binding would be ignored: it must fail at parse time instead."""
     _import_all()
     gin.clear_config()
-    gin.parse_config_file(os.path.join(ROOT, "paper", "data.gin"))
-    assert gin.query_parameter("distance_dataset.p") == 0.3
-    assert gin.query_parameter("neighbor_table.max_indexed") == 200000
-    gin.clear_config()
+    try:
+        with pytest.raises(ValueError, match="denylisted kwarg"):
+            gin.parse_config(binding)
+    finally:
+        gin.clear_config()
 
 
-def test_unknown_reward_scheme_in_gin_fails_clearly():
-    import numpy as np
-    from mbold_tf.data import pipelines, rlds
+def test_unknown_reward_scheme_fails_naming_the_choices(tmp_path):
+    from mbold_tf.training import distance
 
     gin.clear_config()
-    gin.parse_config("distance_dataset.reward_scheme = 'binary'")
-    arrays = rlds.EpisodeArrays(images=np.zeros((4, 64, 64, 3), np.uint8),
-                                actions=np.zeros((4, 4), np.float32),
-                                proprio=np.zeros((4, 7), np.float32),
-                                episode_start=np.array([0, 2]), episode_length=np.array([2, 2]),
-                                episode_ids=np.arange(2), privileged={})
-    with pytest.raises(ValueError, match="'binary'"):
-        pipelines.distance_dataset(arrays, negatives_key="none")
-    gin.clear_config()
+    with pytest.raises(ValueError, match="Unknown reward scheme 'binary'; choose one of"):
+        distance.train_distance(str(tmp_path / "run"), reward_scheme="binary")

@@ -41,7 +41,9 @@ def _batches(make_batch, seed: int):
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-@gin.configurable
+# Batch, window and seed belong to the training entry point (train_predictor.batch_size; the
+# model's context and horizon): a gin binding of them here is an error, not a silent no-op.
+@gin.configurable(denylist=["arrays", "batch_size", "context", "horizon", "seed"])
 def predictor_dataset(arrays: EpisodeArrays, batch_size: int = 16, context: int = 1,
                       horizon: int = 13, seed: int = 0) -> tf.data.Dataset:
     """Windows for the video predictor.
@@ -90,7 +92,10 @@ def geometric_offsets(seed_pair, n: int, p: float) -> tf.Tensor:
     return 1 + tf.cast(tf.floor(tf.math.log(u) / tf.math.log(1.0 - p)), tf.int64)
 
 
-@gin.configurable
+# train_distance owns batch size, negatives key, reward scheme and seed (it records them with
+# the run); gin may set only the relabelling settings p and negative_fraction here.
+@gin.configurable(denylist=["arrays", "neighbor_table", "batch_size", "negatives_key",
+                            "reward_scheme", "seed", "state_images", "state_image_fraction"])
 def distance_dataset(arrays: EpisodeArrays, neighbor_table: Optional[np.ndarray] = None,
                      batch_size: int = 64, p: float = 0.3, negative_fraction: float = 0.5,
                      negatives_key: str = "state", reward_scheme: str = "indicator",
