@@ -34,6 +34,6 @@ setuptools.setup(
     install_requires=INSTALL_REQUIRES,
     extras_require={
         "gpu": ["tensorflow[and-cuda]==2.15.1"],
-        "test": ["pytest==9.2.0"],
+        "test": ["pytest==9.2.0", "ruff==0.17.6"],
     },
 )

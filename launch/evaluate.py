@@ -30,9 +30,7 @@ from mbold_tf.envs import goals
 from mbold_tf.eval import policy_eval
 from mbold_tf.planning import factory
 from mbold_tf.utils import run_config
-# Registers every configurable the loaded models use before gin parses (and locks) the config.
-from mbold_tf.models import video_predictor  # pylint: disable=unused-import
-from mbold_tf.training import distance as distance_training  # pylint: disable=unused-import
+from mbold_tf import configurables  # noqa: F401  (registers every gin configurable)
 
 flags.DEFINE_string("task", "push1", "Task name.")
 flags.DEFINE_list("methods", ["mbold", "vf", "q_only", "random"],

@@ -20,9 +20,7 @@ from mbold_tf.envs import goals
 from mbold_tf.eval import cost_ranking
 from mbold_tf.planning import costs
 from mbold_tf.planning import factory
-# Registers every configurable the loaded models use.
-from mbold_tf.models import video_predictor  # pylint: disable=unused-import
-from mbold_tf.training import distance as distance_training  # pylint: disable=unused-import
+from mbold_tf import configurables  # noqa: F401  (registers every gin configurable)
 
 flags.DEFINE_string("task", "reach", "Task name.")
 flags.DEFINE_integer("num_goals", 10, "Goals generated (seed --goal_seed).")

@@ -20,9 +20,7 @@ from mbold_tf.envs import tasks
 from mbold_tf.export import saved_model
 from mbold_tf.planning import factory
 from mbold_tf.utils import training
-# Registers every configurable the loaded models use before gin parses (and locks) the config.
-from mbold_tf.models import video_predictor  # pylint: disable=unused-import
-from mbold_tf.training import distance as distance_training  # pylint: disable=unused-import
+from mbold_tf import configurables  # noqa: F401  (registers every gin configurable)
 
 flags.DEFINE_string("task", "push1", "Task (sets the CEM initial std).")
 # The methods whose models this launcher loads (vae/temporal need their baseline runs, which it

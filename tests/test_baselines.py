@@ -6,7 +6,6 @@ import gin
 import numpy as np
 import pytest
 from PIL import Image
-import tensorflow as tf
 
 from mbold_tf.data import neighbors
 from mbold_tf.eval import distance_quality as dq

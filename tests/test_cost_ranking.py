@@ -1,5 +1,4 @@
 """The cost-ranking check: rolled-out outcomes, Spearman ρ and elite distances are measured right."""
-import numpy as np
 import tensorflow as tf
 
 from mbold_tf.envs import goals

@@ -6,7 +6,6 @@ import sys
 
 import numpy as np
 import pytest
-import tensorflow as tf
 from tf_agents.environments import tf_py_environment
 
 from mbold_tf.envs import goal_env

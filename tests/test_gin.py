@@ -15,9 +15,22 @@ GIN_FILES = sorted(glob.glob(os.path.join(ROOT, "**", "*.gin"), recursive=True))
 
 
 def _import_all():
-    """Imports every mbold_tf module so that all configurables are registered."""
+    """Registers the configurables the way launchers do: through mbold_tf.configurables."""
+    from mbold_tf import configurables  # noqa: F401  pylint: disable=unused-import
+
+
+def test_every_configurable_is_registered_by_the_one_module():
+    """A module defining a gin configurable that mbold_tf.configurables does not import would
+    leave its bindings unparseable in the launchers."""
+    from mbold_tf import configurables
+
+    defining = []
     for info in pkgutil.walk_packages(mbold_tf.__path__, "mbold_tf."):
-        importlib.import_module(info.name)
+        module = importlib.import_module(info.name)
+        path = getattr(module, "__file__", "") or ""
+        if path.endswith(".py") and "@gin.configurable" in open(path).read():
+            defining.append(info.name)
+    assert sorted(defining) == sorted(configurables.MODULES)
 
 
 @pytest.mark.parametrize("path", GIN_FILES, ids=[os.path.relpath(p, ROOT) for p in GIN_FILES])

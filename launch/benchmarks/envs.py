@@ -1,7 +1,6 @@
 """``python -m launch.benchmark envs``: env steps/s per process (physics + 64×64 render)."""
 import time
 
-import numpy as np
 
 from mbold_tf.envs import goals
 from mbold_tf.envs import random_policy

@@ -33,8 +33,7 @@ from mbold_tf.planning import cem
 from mbold_tf.planning import factory
 from mbold_tf.planning import mpc_policy
 # The preset gin files also bind the training functions: register them before parsing.
-from mbold_tf.training import distance as _distance_training  # pylint: disable=unused-import
-from mbold_tf.training import predictor as _predictor_training  # pylint: disable=unused-import
+from mbold_tf import configurables  # noqa: F401  (registers every gin configurable)
 
 CONFIGS = {"cpu": ("presets/cpu/predictor.gin", "presets/cpu/planner.gin"),
            "paper": ("paper/predictor.gin", "paper/planner.gin")}

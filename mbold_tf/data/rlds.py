@@ -102,7 +102,7 @@ def _builder(source: str, data_dir: Optional[str]):
                                     ".../my_dataset/1.0.0.")
         return tfds.builder_from_directory(path)
     if source.startswith("mbold_tabletop"):
-        import tfds_builders  # pylint: disable=g-import-not-at-top,unused-import  # registers
+        import tfds_builders  # noqa: F401  (registers mbold_tabletop)  pylint: disable=g-import-not-at-top
     try:
         builder = tfds.builder(source, data_dir=data_dir)
     except tfds.core.registered.DatasetNotFoundError as e:

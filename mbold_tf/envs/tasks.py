@@ -20,7 +20,6 @@ from typing import Dict, Optional, Tuple
 from dm_control import mujoco as dm_mujoco
 from dm_control.rl import control
 from dm_control.suite import base
-import dm_env
 from dm_env import specs
 import mujoco
 import numpy as np

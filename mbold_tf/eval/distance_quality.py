@@ -19,7 +19,7 @@ Every distance object only needs ``.distance(image, goal_image) -> [B]`` (smalle
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image

@@ -1,0 +1,25 @@
+"""Registers every gin configurable of the project (as dm_control's ``suite/__init__.py`` gathers
+its domains): import this module before parsing gin files that may bind any of them.
+
+    from mbold_tf import configurables  # noqa: F401  (registers every gin configurable)
+
+``MODULES`` names the modules that define configurables; a test checks that no other module
+does, so a new configurable cannot be left unregistered.
+"""
+from mbold_tf.agents import cql_td3_agent  # noqa: F401
+from mbold_tf.data import neighbors  # noqa: F401
+from mbold_tf.data import pipelines  # noqa: F401
+from mbold_tf.models import baselines  # noqa: F401
+from mbold_tf.models import distance_networks  # noqa: F401
+from mbold_tf.models import video_predictor  # noqa: F401
+from mbold_tf.planning import cem  # noqa: F401
+from mbold_tf.planning import costs  # noqa: F401
+from mbold_tf.planning import factory  # noqa: F401
+from mbold_tf.training import distance  # noqa: F401
+from mbold_tf.training import predictor  # noqa: F401
+
+MODULES = ("mbold_tf.agents.cql_td3_agent", "mbold_tf.data.neighbors", "mbold_tf.data.pipelines",
+           "mbold_tf.models.baselines", "mbold_tf.models.distance_networks",
+           "mbold_tf.models.video_predictor", "mbold_tf.planning.cem", "mbold_tf.planning.costs",
+           "mbold_tf.planning.factory", "mbold_tf.training.distance",
+           "mbold_tf.training.predictor")
