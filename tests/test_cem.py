@@ -21,14 +21,35 @@ def test_cem_finds_quadratic_optimum():
     np.testing.assert_array_equal(again.numpy(), best.numpy())  # same seed, same plan
 
 
-def test_authors_refit_improves_cost_too():
-    target = tf.constant([[0.5, -0.5]] * 4)
-    cost = lambda a: tf.reduce_sum((a - target) ** 2, axis=[1, 2])
-    cfg = cem.CEMConfig(num_samples=200, num_elites=10, iterations=3, horizon=4, refit="authors")
-    _, c3 = cem.cem(cost, tf.zeros([4, 2]), tf.constant([0.6, 0.6]), tf.constant([0, 1]), cfg)
-    _, c1 = cem.cem(cost, tf.zeros([4, 2]), tf.constant([0.6, 0.6]), tf.constant([0, 1]),
-                    cem.CEMConfig(num_samples=200, num_elites=10, iterations=1, horizon=4))
-    assert c3 <= c1
+@pytest.mark.parametrize("refit", ["gaussian", "authors"])
+def test_refit_moves_the_next_samples_to_the_elites(refit):
+    """The second iteration samples around the first iteration's elites (their mean, or their
+    exp(-cost)-weighted mean for 'authors'); 'gaussian' also shrinks the spread to theirs,
+    'authors' keeps the initial std."""
+    target = np.array([[0.3, -0.3]] * 3, np.float32)
+    seen = []
+
+    def cost(actions):
+        seen.append(actions.numpy())
+        return tf.reduce_sum((actions - target) ** 2, axis=[1, 2])
+
+    cfg = cem.CEMConfig(num_samples=4000, num_elites=200, iterations=2, horizon=3, refit=refit)
+    cem.cem(cost, tf.zeros([3, 2]), tf.constant([0.2, 0.2]), tf.constant([5, 6]), cfg)
+    first, second = seen
+    costs = ((first - target) ** 2).sum(axis=(1, 2))
+    idx = np.argsort(costs)[:200]
+    if refit == "authors":
+        w = np.exp(-(costs[idx] - costs[idx].min()))
+        expected = np.einsum("k,kha->ha", w / w.sum(), first[idx])
+    else:
+        expected = first[idx].mean(axis=0)
+    assert np.abs(expected).max() > 0.05  # the elites lie away from the initial mean 0
+    np.testing.assert_allclose(second.mean(axis=0), expected, atol=0.015)
+    ratio = second.std(axis=0).mean() / first.std(axis=0).mean()
+    if refit == "authors":
+        assert abs(ratio - 1.0) < 0.05, ratio
+    else:
+        assert ratio < 0.8, ratio
 
 
 def test_correlated_samples_statistics_and_bounds():
