@@ -20,12 +20,7 @@ def main(argv):
         raise app.UsageError(f"usage: python -m launch.benchmark <part>, part one of {PARTS}; "
                              f"got {argv[1:]}")
     part = argv[1]
-    try:
-        module = importlib.import_module(f"launch.benchmarks.{part}")
-    except ModuleNotFoundError as e:
-        if e.name == f"launch.benchmarks.{part}":
-            raise app.UsageError(f"benchmark part {part!r} is not implemented yet") from e
-        raise
+    module = importlib.import_module(f"launch.benchmarks.{part}")
     os.environ.setdefault("MUJOCO_GL", "egl")
     result = module.run(quick=FLAGS.quick)
     result = {"part": part, **result}

@@ -85,7 +85,7 @@ def run(task: str, preset: str, out: str, data_dir=None, num_goals=None, seeds=N
     stage("train_predictor", 2, lambda: predictor_training.train_predictor(
         predictor_dir, dataset=dataset, data_dir=data_dir))
     stage("train_distance", 3, lambda: distance_training.train_distance(
-        distance_dir, method="cql_td3", dataset=dataset, data_dir=data_dir))
+        distance_dir, dataset=dataset, data_dir=data_dir))
     goal_set = stage("goals", 4, lambda: goals.generate_goal_set(task, num_goals=num_goals,
                                                                 seed=0))
     goal_set.save(os.path.join(out, f"goals_{task}.npz"))

@@ -1,9 +1,11 @@
 """Train the distance function (CQL-TD3) or a baseline: ``python -m launch.train_distance``.
 
   python -m launch.train_distance --root_dir=/work/runs/distance_cql_td3_push1_cpu \
-      --method=cql_td3 --gin_file=gin/presets/cpu/distance.gin
+      --gin_file=gin/presets/cpu/distance.gin
 
-Methods: cql_td3, td3, temporal, vae, gcbc. No hard negatives:
+Flags are only the run directory and gin (as TF-Agents' train_eval): every setting has one owner,
+the gin binding. Methods (``train_distance.method``): cql_td3, td3, temporal, vae, gcbc, e.g.
+``--gin_param="train_distance.method='temporal'"``. No hard negatives:
 ``--gin_param="train_distance.negatives_key='none'"``. Rerunning with the same root_dir resumes.
 The last line printed is a JSON summary.
 """
@@ -18,7 +20,6 @@ import gin
 from launch import common
 
 flags.DEFINE_string("root_dir", None, "Run directory (checkpoints, summaries, config.json).")
-flags.DEFINE_string("method", None, "cql_td3, td3, temporal, vae or gcbc (overrides gin).")
 flags.DEFINE_multi_string("gin_file", [], "Gin files, applied in order.")
 flags.DEFINE_multi_string("gin_param", [], "Gin bindings, applied after the files.")
 flags.mark_flag_as_required("root_dir")
@@ -32,9 +33,8 @@ def main(argv):
     gin.parse_config_files_and_bindings(FLAGS.gin_file, FLAGS.gin_param)
     root_dir = os.path.expanduser(FLAGS.root_dir)
     common.write_run_record(root_dir, operative=False)  # a killed run keeps its settings
-    kwargs = {"method": FLAGS.method} if FLAGS.method else {}
     with common.user_errors("launch.train_distance"):
-        result = distance.train_distance(root_dir, **kwargs)
+        result = distance.train_distance(root_dir)
     common.write_run_record(root_dir, operative=True)
     logging.info("done")
     print(json.dumps(result, sort_keys=True))

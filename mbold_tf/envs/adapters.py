@@ -3,7 +3,9 @@
 MBOLD needs, per step, an RGB image (resized to 64×64 uint8) and the arm's proprioception (joint
 angles, used only to mine hard negatives), and it acts with a continuous action in [-1, 1]^d.
 :class:`ImageArmAdapter` turns another environment into a ``dm_env.Environment`` with exactly
-that interface, so the data collector, the TFDS builder and the planner work on it unchanged::
+that interface, so the planner and the robot runner act on it unchanged, and a collection loop of
+your own can record its episodes for an RLDS dataset (the project's collector and TFDS builder
+load the tabletop tasks by name)::
 
     from dm_control import suite
     from dm_control.suite.wrappers import pixels

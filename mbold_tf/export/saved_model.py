@@ -1,7 +1,8 @@
 """Export a goal-reaching policy (CEM-MPC with its predictor and distance inside) as a SavedModel.
 
 ``export_policy`` writes a TF-Agents ``PolicySaver`` SavedModel plus ``mbold_export.json`` (format
-version, observation keys/shapes/dtypes, action bounds, replanning schedule). The robot loads it
+version, observation keys/shapes/dtypes, action bounds, the policy state's spec, and the facts the
+caller passes as ``info``, e.g. task and training runs). The robot loads it
 with TensorFlow alone through :mod:`mbold_tf.export.robot_side`, a single file that imports only
 numpy and tensorflow.
 """

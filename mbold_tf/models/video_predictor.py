@@ -242,7 +242,6 @@ class VideoPredictor(tf.keras.Model):
             self._predict_graph, jit_compile=self.jit_compile, input_signature=[
                 tf.TensorSpec([None, self.context, *IMAGE_SHAPE], tf.uint8),
                 tf.TensorSpec([None, self.horizon, self.action_dim], tf.float32)])
-        self._built_once = False
 
     # ------------------------------------------------------------------ configuration
     def settings(self) -> Dict[str, Any]:

@@ -137,7 +137,10 @@ def train_distance(root_dir: str, method: str = "cql_td3",
     _check_choice("negatives_key", negatives_key, pipelines.NEGATIVE_KEYS)
     tf.random.set_seed(seed)
     agent_kind = method in AGENT_METHODS
-    settings = {"method": method, "action_dim": 4,
+    if arrays is None:
+        arrays = rlds.load_episodes(dataset, "train", data_dir=data_dir, max_episodes=max_episodes)
+    # The action size comes from the data (4 for the tabletop tasks), before it is recorded.
+    settings = {"method": method, "action_dim": int(arrays.actions.shape[-1]),
                 "networks": dn.network_settings() if agent_kind else baselines.baseline_settings()}
     if agent_kind:
         settings.update(reward_scheme=reward_scheme, gamma=float(gamma),
@@ -145,11 +148,6 @@ def train_distance(root_dir: str, method: str = "cql_td3",
         if predicted_states_dir:
             settings["predicted_state_fraction"] = float(predicted_state_fraction)
     run_config.check_or_write_config(root_dir, KIND, settings)
-    if arrays is None:
-        arrays = rlds.load_episodes(dataset, "train", data_dir=data_dir, max_episodes=max_episodes)
-    settings["action_dim"] = int(arrays.actions.shape[-1])
-    if settings["action_dim"] != 4:
-        raise ValueError(f"Expected 4-D actions, the dataset has {settings['action_dim']}.")
 
     step = tf.Variable(0, dtype=tf.int64, name="global_step")
     if agent_kind:
