@@ -24,6 +24,8 @@ from typing import Any, Dict, Optional
 import gin
 import tensorflow as tf
 
+from mbold_tf.agents import checkpoints
+from mbold_tf.models import video_predictor
 from mbold_tf.planning import cem
 from mbold_tf.planning import costs
 from mbold_tf.planning import mpc_policy
@@ -130,17 +132,13 @@ def load_models(predictor_dir: Optional[str] = None, distance_dir: Optional[str]
                 vae_dir: Optional[str] = None, temporal_dir: Optional[str] = None,
                 gcbc_dir: Optional[str] = None) -> Dict[str, Any]:
     """Loads the trained models whose run directories are given, keyed by role."""
-    # Imported here: loading pulls in the training code, which plain planning does not need.
-    from mbold_tf.models import video_predictor  # pylint: disable=g-import-not-at-top
-    from mbold_tf.training import distance as distance_training  # pylint: disable=g-import-not-at-top
-
     models: Dict[str, Any] = {}
     if predictor_dir:
         models["predictor"] = video_predictor.load_predictor(predictor_dir)
     for role, path in (("distance", distance_dir), ("vae", vae_dir),
                        ("temporal", temporal_dir)):
         if path:
-            models[role] = distance_training.load_distance(path)
+            models[role] = checkpoints.load_distance(path)
     if gcbc_dir:
-        models["gcbc"] = distance_training.load_gcbc(gcbc_dir)
+        models["gcbc"] = checkpoints.load_gcbc(gcbc_dir)
     return models

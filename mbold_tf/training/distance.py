@@ -17,7 +17,6 @@ rebuild the model from them and restore the latest checkpoint.
 from __future__ import annotations
 
 import itertools
-import os
 import time
 from typing import Dict, Optional
 
@@ -26,6 +25,7 @@ import gin
 import tensorflow as tf
 from tf_agents.trajectories import time_step as ts
 
+from mbold_tf.agents import checkpoints
 from mbold_tf.agents import cql_td3_agent
 from mbold_tf.agents import distances
 from mbold_tf.data import neighbors
@@ -39,9 +39,14 @@ from mbold_tf.utils import batch_norm
 from mbold_tf.utils import run_config
 from mbold_tf.utils import training
 
-KIND = "distance"
 METHODS = ("cql_td3", "td3", "temporal", "vae", "gcbc")
-AGENT_METHODS = ("cql_td3", "td3")
+# The loaders live with the agents (mbold_tf.agents.checkpoints); re-exported for callers here.
+KIND = checkpoints.KIND
+AGENT_METHODS = checkpoints.AGENT_METHODS
+build_baseline = checkpoints.build_baseline
+load_distance = checkpoints.load_distance
+load_gcbc = checkpoints.load_gcbc
+_build_baseline_variables = checkpoints._build_baseline_variables  # pylint: disable=protected-access
 
 
 DIVERGENCE_SLACK = 10.0  # Q may leave q_bounds by this many times their width before it "diverged"
@@ -68,26 +73,6 @@ def build_agent(settings: Dict, learning_rate: float = 3e-4, cql_tau: float = 3.
         train_step_counter=train_step_counter)
     agent.initialize()
     return agent, (actor, critic1, critic2)
-
-
-def build_baseline(settings: Dict):
-    """An (unbuilt) baseline model for ``settings['method']`` in 'temporal', 'vae', 'gcbc'."""
-    method, s = settings["method"], settings["networks"]
-    if method == "temporal":
-        return baselines.TemporalDistanceModel(s)
-    if method == "vae":
-        return baselines.VAE(s)
-    if method == "gcbc":
-        return baselines.GCBCPolicy(s, action_dim=settings["action_dim"])
-    raise ValueError(f"{method!r} is not a baseline; choose one of ('temporal', 'vae', 'gcbc').")
-
-
-def _build_baseline_variables(model, method: str):
-    x = tf.zeros([1, 64, 64, 3], tf.uint8)
-    if method == "vae":
-        model(x, training=False)
-    else:
-        model(x, x, training=False)
 
 
 @gin.configurable
@@ -264,61 +249,3 @@ def _agent_recalibration(actor, critic1, critic2, batches, num_batches: int,
         tf.summary.scalar("batch_norm/q_gap_after", gap_after, step=step)
 
     return before_save
-
-
-def _latest(root_dir: str) -> str:
-    latest = tf.train.latest_checkpoint(os.path.join(root_dir, "ckpt"))
-    if not latest:
-        raise FileNotFoundError(f"No checkpoint in {os.path.join(root_dir, 'ckpt')}; train with "
-                                f"python -m launch.train_distance --root_dir={root_dir}.")
-    return latest
-
-
-def _settings(root_dir: str) -> Dict:
-    return run_config.read_config(root_dir, KIND)
-
-
-def load_distance(root_dir: str):
-    """The trained distance in ``root_dir`` as an object with ``.distance(image, goal_image)``.
-
-    'cql_td3'/'td3' → :class:`~mbold_tf.agents.distances.LearnedDistance` (also ``q_values``
-    and ``action``); 'temporal' → TemporalDistanceModel; 'vae' → VAE (also ``encode``).
-    GCBC runs hold a policy: use :func:`load_gcbc`.
-    """
-    settings = _settings(root_dir)
-    method = settings["method"]
-    latest = _latest(root_dir)
-    if method in AGENT_METHODS:
-        actor, critic1, critic2 = dn.build_networks(
-            settings["networks"], act_spec=dn.action_spec(settings["action_dim"]))
-        ckpt = tf.train.Checkpoint(actor_network=actor, critic_network_1=critic1,
-                                   critic_network_2=critic2)
-        ckpt.restore(latest).expect_partial().assert_existing_objects_matched()
-        training.check_finite_weights({"actor": actor, "critic1": critic1, "critic2": critic2},
-                                latest)
-        obj = distances.LearnedDistance(actor, critic1, critic2, settings["reward_scheme"],
-                                        settings["gamma"])
-    elif method == "gcbc":
-        raise ValueError(f"{root_dir!r} holds a GCBC policy, not a distance; use load_gcbc().")
-    else:
-        obj = build_baseline(settings)
-        _build_baseline_variables(obj, method)
-        tf.train.Checkpoint(model=obj).restore(latest).expect_partial() \
-            .assert_existing_objects_matched()
-    obj.method = method
-    obj.root_dir = root_dir
-    return obj
-
-
-def load_gcbc(root_dir: str) -> baselines.GCBCPolicy:
-    """The GCBC policy in ``root_dir`` (``.action(image, goal_image)`` → [B, 4] in [-1, 1])."""
-    settings = _settings(root_dir)
-    if settings["method"] != "gcbc":
-        raise ValueError(f"{root_dir!r} holds a {settings['method']!r} model, not 'gcbc'.")
-    model = build_baseline(settings)
-    _build_baseline_variables(model, "gcbc")
-    tf.train.Checkpoint(model=model).restore(_latest(root_dir)).expect_partial() \
-        .assert_existing_objects_matched()
-    model.method = "gcbc"
-    model.root_dir = root_dir
-    return model
