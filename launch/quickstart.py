@@ -66,8 +66,14 @@ def run(task: str, preset: str, out: str, data_dir=None, num_goals=None, seeds=N
     seeds = seeds or cfg["seeds"]
     os.makedirs(out, exist_ok=True)
     gin.clear_config()
-    gin.parse_config_files_and_bindings(_gin_files(cfg["gin"]), [])
     dataset = f"mbold_tabletop/{task}_{cfg['dataset']}"
+    # The task picks the dataset: bound through gin (after the preset's own binding), so the
+    # operative config, not a silent keyword argument, records what the trainings read.
+    gin.parse_config_files_and_bindings(
+        _gin_files(cfg["gin"]), [f"train_predictor.dataset = '{dataset}'",
+                                 f"train_distance.dataset = '{dataset}'"]
+        + [f"{fn}.data_dir = '{data_dir}'" for fn in ("train_predictor", "train_distance")
+           if data_dir])
     timings = {}
     t0 = time.time()
 
@@ -82,10 +88,8 @@ def run(task: str, preset: str, out: str, data_dir=None, num_goals=None, seeds=N
     data_stats = stage("dataset", 1, lambda: build(f"{task}_{cfg['dataset']}", data_dir))
     predictor_dir = os.path.join(out, "runs", "predictor")
     distance_dir = os.path.join(out, "runs", "distance")
-    stage("train_predictor", 2, lambda: predictor_training.train_predictor(
-        predictor_dir, dataset=dataset, data_dir=data_dir))
-    stage("train_distance", 3, lambda: distance_training.train_distance(
-        distance_dir, dataset=dataset, data_dir=data_dir))
+    stage("train_predictor", 2, lambda: predictor_training.train_predictor(predictor_dir))
+    stage("train_distance", 3, lambda: distance_training.train_distance(distance_dir))
     goal_set = stage("goals", 4, lambda: goals.generate_goal_set(task, num_goals=num_goals,
                                                                 seed=0))
     goal_set.save(os.path.join(out, f"goals_{task}.npz"))

@@ -22,6 +22,17 @@ def test_smoke_quickstart(tmp_path):
     table = open(os.path.join(out, "table.md")).read()
     assert "| MBOLD | video predictor | 2 |" in table and "object moved %" in table
     assert "start → final" in table
+    # Every binding of the preset's gin files was consumed by the job, except the baselines'
+    # network settings (the main job trains no baseline): no setting is accepted and ignored.
+    import re
+
+    import gin
+
+    def bound(text):
+        return {m.group(1) for m in re.finditer(r"^([\w.]+)\s*=", text, re.M)}
+
+    unconsumed = bound(gin.config_str()) - bound(gin.operative_config_str())
+    assert unconsumed and all(b.startswith("baseline_settings.") for b in unconsumed), unconsumed
     action = summary["export"]["first_action"]
     assert len(action) == 4 and all(-1.0 <= a <= 1.0 for a in action)
 
