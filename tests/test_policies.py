@@ -108,3 +108,74 @@ def test_plan_q_cost_scores_the_last_transition_of_the_plan():
         costs.make_cost("learned_distance", model, q_action="last")
     with pytest.raises(ValueError, match="call cost_fn\\(prediction, observation, actions\\)"):
         plan(prediction, obs)
+
+
+@pytest.fixture(scope="module")
+def tiny_models():
+    """Untrained tiny models of every role the factory's methods use."""
+    from mbold_tf.agents import checkpoints
+    from mbold_tf.agents import distances
+    from mbold_tf.models import baselines
+    from mbold_tf.models import distance_networks as dn
+    from mbold_tf.models import video_predictor
+
+    predictor = video_predictor.VideoPredictor(horizon=4, width=4, norm="none",
+                                               num_transformed=1, full_resolution_heads=False)
+    predictor.build_variables()
+    nets = dn.build_networks(dn.network_settings(encoder_filters=(4, 8), critic_fc_layers=1,
+                                                 actor_fc_layers=1, fc_units=8))
+    small = baselines.baseline_settings(encoder_filters=(4, 8), batch_norm_layers=(1,),
+                                        temporal_fc_layers=1, temporal_units=8,
+                                        vae_latent_dim=4, vae_units=8, gcbc_fc_layers=1,
+                                        gcbc_units=8)
+    models = {"predictor": predictor, "distance": distances.LearnedDistance(*nets)}
+    for method in ("vae", "temporal", "gcbc"):
+        model = checkpoints.build_baseline({"method": method, "networks": small,
+                                            "action_dim": 4})
+        checkpoints._build_baseline_variables(model, method)  # pylint: disable=protected-access
+        models[method] = model
+    return models
+
+
+@pytest.mark.parametrize("method", factory.METHODS)
+def test_every_method_builds_acts_and_exports(method, tiny_models, tmp_path):
+    """Contract over factory.METHODS: each builds from its models, acts with finite in-bounds
+    actions, and (all but the simulator-planned 'privileged') exports a SavedModel that the
+    TensorFlow-only runner loads and steps."""
+    from mbold_tf.envs import goals
+    from mbold_tf.envs import simulator
+    from mbold_tf.export import robot_side
+    from mbold_tf.export import saved_model
+    from mbold_tf.planning import cem
+
+    config = cem.CEMConfig(num_samples=8, num_elites=2, iterations=1, horizon=4)
+    models, model, env, sim = dict(tiny_models), "predictor", None, None
+    if method == "privileged":
+        env = goal_env.GoalConditionedPyEnvironment(
+            goals.generate_goal_set("reach", num_goals=1, seed=0))
+        env.reset()
+        sim = simulator.SimulatorRollouts(env)
+        models, model = {"simulator": sim}, "simulator"
+    try:
+        policy = factory.make_policy(method, TIME_STEP_SPEC, ACTION_SPEC, [0.6, 0.6, 0.3, 0.3],
+                                     models, seed=1, config=config, replan_every=2, model=model)
+        time_step = _time_step(1)
+        if env is not None:  # the simulator checks that it observes its own episode
+            obs = env.current_time_step().observation
+            time_step = ts.restart({k: tf.constant(np.asarray(v)[None]) for k, v in obs.items()},
+                                   batch_size=1)
+        action = policy.action(time_step, policy.get_initial_state(1)).action.numpy()
+        assert action.shape == (1, 4) and np.all(np.abs(action) <= 1.0)
+        if method == "privileged":
+            return
+        path = str(tmp_path / method)
+        saved_model.export_policy(policy, path, {"method": method})
+        robot = robot_side.RobotPolicy(path)
+        obs = {k: v.numpy()[0] for k, v in _time_step(1).observation.items()}
+        out = robot.act(obs)
+        assert out.shape == (4,) and np.all(np.isfinite(out)) and np.all(np.abs(out) <= 1.0)
+    finally:
+        if sim is not None:
+            sim.close()
+        if env is not None:
+            env.close()
