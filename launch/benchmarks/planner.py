@@ -10,7 +10,9 @@ weights' values do not change the cost of a replan), and measures
   robot-side runner;
 * ``s_per_executed_action``: replan time × replans per episode / episode length, with the
   preset's schedule (every ``replan_every`` steps, every step over the last
-  ``closed_loop_final_steps``); the paper's planner needs about 2 s per executed action.
+  ``closed_loop_final_steps``); the paper's planner needs about 2 s per executed action;
+* ``predictor_utilisation``: the predictor's counted FLOPs in a replan over ``replan_s``, as
+  GFLOP/s and as a fraction of this CPU's fp32 peak (:mod:`mbold_tf.utils.flops`).
 """
 import os
 import statistics
@@ -34,6 +36,8 @@ from mbold_tf.planning import factory
 from mbold_tf.planning import mpc_policy
 # The preset gin files also bind the training functions: register them before parsing.
 from mbold_tf import configurables  # noqa: F401  (registers every gin configurable)
+from mbold_tf.utils import flops
+from launch.benchmarks import predictor as predictor_benchmark
 
 CONFIGS = {"cpu": ("presets/cpu/predictor.gin", "presets/cpu/planner.gin"),
            "paper": ("paper/predictor.gin", "paper/planner.gin")}
@@ -94,6 +98,7 @@ def _one_config(name: str, repeats: int) -> dict:
     final = gin.query_parameter("make_policy.closed_loop_final_steps")
     replans = mpc_policy.replans_per_episode(length, replan_every, final)
     per_action = replan * replans / length
+    per_frame = predictor_benchmark.frame_flops(predictor)  # the replan's dominant cost
     return {"samples": config.num_samples, "iterations": config.iterations,
             "horizon": config.horizon, "replan_every": replan_every,
             "closed_loop_final_steps": final, "replans_per_episode": replans,
@@ -101,6 +106,9 @@ def _one_config(name: str, repeats: int) -> dict:
             "predicted_frames_per_replan": config.num_samples * config.iterations *
             config.horizon,
             "replan_s": round(replan, 3), "exported_replan_s": round(exported, 3),
+            "predictor_mflop_per_frame": round(per_frame / 1e6, 2),
+            "predictor_utilisation": flops.utilisation(
+                per_frame * config.num_samples * config.iterations * config.horizon, replan),
             "s_per_executed_action": round(per_action, 3),
             "speedup_vs_paper_2s_per_action": round(2.0 / per_action, 2)}
 

@@ -5,6 +5,8 @@ training steps/s at the preset's batch size (random frames and actions, the real
 scheduled sampling and Adam), and closed-loop prediction throughput in predicted frames/s at
 B = 200, h = 13 (the planner's batch: 200 CEM samples). Also the XLA (``jit_compile=True``) vs
 graph ratio of prediction, measured in the same run, and the trace/compile time of each.
+Prediction reports its counted forward FLOPs per frame and the achieved GFLOP/s as a fraction
+of this CPU's fp32 peak (:mod:`mbold_tf.utils.flops`).
 """
 import os
 import tempfile
@@ -16,6 +18,7 @@ import tensorflow as tf
 
 from mbold_tf.models import video_predictor as vp
 from mbold_tf.training import predictor as tp
+from mbold_tf.utils import flops
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..", "gin")
 SCALES = {"cpu": os.path.join(ROOT, "presets", "cpu", "predictor.gin"),
@@ -45,8 +48,19 @@ def _predict_rate(settings, batch: int, repeats: int) -> dict:
     for _ in range(repeats):
         model.predict(frames, actions).numpy()
     seconds = (time.perf_counter() - t0) / repeats
+    per_frame = frame_flops(model)
     return {"frames_per_s": round(batch * model.horizon / seconds, 1),
-            "seconds_per_call": round(seconds, 3), "first_call_s": round(first, 1)}
+            "seconds_per_call": round(seconds, 3), "first_call_s": round(first, 1),
+            "mflop_per_frame": round(per_frame / 1e6, 2),
+            **flops.utilisation(per_frame * batch * model.horizon, seconds)}
+
+
+def frame_flops(model) -> float:
+    """Forward FLOPs per predicted frame of ``model`` (counted on a batch-2 graph)."""
+    n = flops.graph_flops(model._predict_graph,  # pylint: disable=protected-access
+                          tf.TensorSpec([2, model.context, 64, 64, 3], tf.uint8),
+                          tf.TensorSpec([2, model.horizon, model.action_dim], tf.float32))
+    return n / (2 * model.horizon)
 
 
 def _train_rate(settings, batch: int, steps: int) -> dict:
