@@ -9,6 +9,7 @@ does, so a new configurable cannot be left unregistered.
 from mbold_tf.agents import cql_td3_agent  # noqa: F401
 from mbold_tf.data import neighbors  # noqa: F401
 from mbold_tf.data import pipelines  # noqa: F401
+from mbold_tf.data import rlds  # noqa: F401
 from mbold_tf.models import baselines  # noqa: F401
 from mbold_tf.models import distance_networks  # noqa: F401
 from mbold_tf.models import video_predictor  # noqa: F401
@@ -19,6 +20,7 @@ from mbold_tf.training import distance  # noqa: F401
 from mbold_tf.training import predictor  # noqa: F401
 
 MODULES = ("mbold_tf.agents.cql_td3_agent", "mbold_tf.data.neighbors", "mbold_tf.data.pipelines",
+           "mbold_tf.data.rlds",
            "mbold_tf.models.baselines", "mbold_tf.models.distance_networks",
            "mbold_tf.models.video_predictor", "mbold_tf.planning.cem", "mbold_tf.planning.costs",
            "mbold_tf.planning.factory", "mbold_tf.training.distance",

@@ -285,3 +285,46 @@ def test_foreign_rlds_dataset_through_mapping(tmp_path):
                                                           proprio="obs/qpos"))
     with pytest.raises(ValueError, match=r"'obs/rgb' has shape \(32, 32, 3\)"):
         rlds.load_episodes(os.path.join(d, "foreign_robot", "px32", "0.1.0"), mapping=mapping)
+
+
+def test_foreign_dataset_trains_through_gin_key_mapping_and_holds_out_validation(tmp_path,
+                                                                                 caplog):
+    """A user's RLDS dataset (other keys, 3-D actions, 6 joints, no validation split) trains
+    both models with the key mapping given as gin bindings only; the predictor validates on a
+    held-out share of the train episodes, which it does not train on."""
+    import gin
+
+    import mbold_tf
+    from mbold_tf import configurables  # noqa: F401  (registers every gin configurable)
+    from mbold_tf.training import distance as td
+    from mbold_tf.training import predictor as tp
+
+    d = str(tmp_path / "tfds")
+    ForeignRobot(config="px64", data_dir=d).download_and_prepare()
+    dir64 = os.path.join(d, "foreign_robot", "px64", "0.1.0")
+    tiny = os.path.join(mbold_tf.REPO_ROOT, "gin", "presets", "tiny")
+    gin.clear_config()
+    gin.parse_config_files_and_bindings(
+        [os.path.join(tiny, "predictor.gin"), os.path.join(tiny, "distance.gin")],
+        ["KeyMapping.image = 'obs/rgb'", "KeyMapping.action = 'act'",
+         "KeyMapping.proprio = 'obs/qpos'", "KeyMapping.privileged = None",
+         "VideoPredictor.action_dim = 3", f"train_predictor.dataset = '{dir64}'",
+         f"train_distance.dataset = '{dir64}'", "train_predictor.total_steps = 2",
+         "train_predictor.strip_every = 2", "train_distance.total_steps = 3",
+         "train_distance.batch_size = 8", "train_distance.bn_recalibration_batches = 1"])
+    try:
+        with caplog.at_level("INFO"):
+            trainer_root = str(tmp_path / "predictor")
+            tp.train_predictor(trainer_root)
+            result = td.train_distance(str(tmp_path / "distance"))
+        assert result["steps"] == 3
+        held = [r.getMessage() for r in caplog.records if "holding out" in r.getMessage()]
+        assert held and "its last 1 of 3 train episodes" in held[0]
+        trainer = tp.PredictorTrainer(str(tmp_path / "p2"), dir64, None, 1, 2, 1e-3, "l2", 0,
+                                      1, 1, 1, False)
+        assert trainer.arrays("train").num_episodes == 2
+        assert trainer.validation_arrays().num_episodes == 1
+        assert sorted(trainer.arrays("train").episode_length.tolist() +
+                      trainer.validation_arrays().episode_length.tolist()) == [9, 12, 15]
+    finally:
+        gin.clear_config()

@@ -22,6 +22,7 @@ import os
 from typing import Dict, Optional
 
 from absl import logging
+import gin
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
@@ -29,9 +30,15 @@ import tensorflow_datasets as tfds
 IMAGE_SHAPE = (64, 64, 3)
 
 
+@gin.configurable
 @dataclasses.dataclass(frozen=True)
 class KeyMapping:
-    """Step keys ('/'-separated paths into each RLDS step) of image, action and proprioception."""
+    """Step keys ('/'-separated paths into each RLDS step) of image, action and proprioception.
+
+    Gin-configurable, so a launcher reads another dataset's keys without code:
+    ``--gin_param="KeyMapping.image='observation/wrist_rgb'"``. A wrong key fails listing the
+    dataset's step keys.
+    """
     image: str = "observation/image"
     action: str = "action"
     proprio: str = "observation/joint_pos"
@@ -61,6 +68,19 @@ class EpisodeArrays:
     def num_episodes(self) -> int:
         return int(self.episode_start.shape[0])
 
+    def select(self, episodes: np.ndarray) -> "EpisodeArrays":
+        """The episodes at indices ``episodes`` (int [K], ascending) as new EpisodeArrays."""
+        episodes = np.asarray(episodes, np.int64)
+        steps = np.concatenate([np.arange(self.episode_start[e],
+                                          self.episode_start[e] + self.episode_length[e])
+                                for e in episodes]) if len(episodes) else np.zeros([0], np.int64)
+        lengths = self.episode_length[episodes]
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        return EpisodeArrays(images=self.images[steps], actions=self.actions[steps],
+                             proprio=self.proprio[steps], episode_start=starts,
+                             episode_length=lengths, episode_ids=self.episode_ids[episodes],
+                             privileged={k: v[steps] for k, v in self.privileged.items()})
+
     @property
     def num_steps(self) -> int:
         return int(self.images.shape[0])
@@ -72,6 +92,20 @@ class EpisodeArrays:
     def step_time(self) -> np.ndarray:
         """int64 [M]: each step's time index within its episode."""
         return np.arange(self.num_steps) - np.repeat(self.episode_start, self.episode_length)
+
+
+def hold_out(arrays: EpisodeArrays, fraction: float):
+    """(kept, held_out): the last ``fraction`` of the episodes (at least 1) held out.
+
+    For datasets without a validation split; raises ValueError when fewer than 2 episodes
+    would leave nothing on one side.
+    """
+    n = arrays.num_episodes
+    k = max(1, int(round(n * float(fraction))))
+    if not 0.0 < fraction < 1.0 or n - k < 1:
+        raise ValueError(f"Cannot hold out {fraction:.0%} of {n} episodes for validation (both "
+                         f"sides need at least one episode).")
+    return arrays.select(np.arange(n - k)), arrays.select(np.arange(n - k, n))
 
 
 def _get(tree, path: str, what: str, available_from=None):
@@ -140,6 +174,11 @@ def _episode_to_numpy(episode, mapping: KeyMapping):
     return out
 
 
+def split_names(source: str, data_dir: Optional[str] = None) -> list:
+    """The split names (list of str) of a TFDS name or prepared dataset directory."""
+    return list(_builder(source, data_dir).info.splits)
+
+
 def count_records(path: str) -> int:
     """Number of whole records in a TFRecord file, read from the record headers only.
 
@@ -188,7 +227,7 @@ def verify_shards(source: str, data_dir: Optional[str] = None) -> Dict[str, int]
     return counts
 
 
-def load_episodes(source: str, split: str = "train", mapping: KeyMapping = KeyMapping(),
+def load_episodes(source: str, split: str = "train", mapping: Optional[KeyMapping] = None,
                   data_dir: Optional[str] = None,
                   max_episodes: Optional[int] = None) -> EpisodeArrays:
     """Loads an RLDS dataset's split into :class:`EpisodeArrays`.
@@ -196,7 +235,8 @@ def load_episodes(source: str, split: str = "train", mapping: KeyMapping = KeyMa
     Args:
       source: TFDS name (``'mbold_tabletop/push1_small'``) or a prepared dataset directory.
       split: 'train', 'validation', 'test' or any TFDS split name.
-      mapping: which step keys hold image, action and proprioception.
+      mapping: which step keys hold image, action and proprioception (default: the
+        gin-configured ``KeyMapping()``).
       data_dir: TFDS data dir for names (default ``~/tensorflow_datasets``).
       max_episodes: read at most this many episodes.
     Raises:
@@ -204,6 +244,7 @@ def load_episodes(source: str, split: str = "train", mapping: KeyMapping = KeyMa
       mapped key; ValueError naming the image key and shape found; IOError naming a corrupt or
       truncated shard file.
     """
+    mapping = mapping if mapping is not None else KeyMapping()
     builder = _builder(source, data_dir)
     steps_spec = builder.info.features["steps"].get_tensor_spec()
     steps_spec = getattr(steps_spec, "element_spec", steps_spec)  # Dataset feature -> its steps

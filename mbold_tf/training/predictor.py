@@ -58,7 +58,8 @@ class PredictorTrainer:
     def __init__(self, root_dir: str, dataset: str, data_dir: Optional[str], total_steps: int,
                  batch_size: int, learning_rate: float, loss: str, seed: int,
                  checkpoint_every: int, summary_every: int, log_every: int,
-                 mixed_precision: bool, arrays: Optional[rlds.EpisodeArrays] = None):
+                 mixed_precision: bool, arrays: Optional[rlds.EpisodeArrays] = None,
+                 validation_fraction: float = 0.05):
         if loss not in LOSSES:
             raise ValueError(f"Unknown loss {loss!r}; choose one of {LOSSES}.")
         self.root_dir = root_dir
@@ -92,15 +93,41 @@ class PredictorTrainer:
         self.batch_size = int(batch_size)
         self.seed = int(seed)
         self._arrays = arrays
+        self._given_arrays = arrays is not None
+        self._held_out = None
+        self.validation_fraction = float(validation_fraction)
 
     # ---------------------------------------------------------------- data
     def arrays(self, split: str = "train") -> rlds.EpisodeArrays:
+        """The training episodes (without any held-out share), or another split's."""
         if split == "train" and self._arrays is not None:
             return self._arrays
         arrays = rlds.load_episodes(self.dataset_name, split, data_dir=self.data_dir)
         if split == "train":
+            if self.validation_fraction and not self._has_split("validation"):
+                arrays, self._held_out = rlds.hold_out(arrays, self.validation_fraction)
+                logging.info("%s has no validation split: holding out its last %d of %d "
+                             "train episodes (train_predictor.validation_fraction = %g) for "
+                             "the validation summaries; they are not trained on.",
+                             self.dataset_name, self._held_out.num_episodes,
+                             self._held_out.num_episodes + arrays.num_episodes,
+                             self.validation_fraction)
             self._arrays = arrays
         return arrays
+
+    def _has_split(self, split: str) -> bool:
+        return split in rlds.split_names(self.dataset_name, self.data_dir)
+
+    def validation_arrays(self) -> rlds.EpisodeArrays:
+        """The dataset's validation split, or the share of train held out when it has none
+        (episodes passed in as ``arrays`` are their own validation, and the log says so)."""
+        if self._given_arrays:
+            logging.info("Validation summaries use the episodes passed in (no dataset split).")
+            return self._arrays
+        if self._has_split("validation"):
+            return self.arrays("validation")
+        self.arrays("train")
+        return self._held_out
 
     def _dataset(self, arrays, batch_size, seed):
         return pipelines.predictor_dataset(arrays, batch_size=batch_size,
@@ -150,10 +177,7 @@ class PredictorTrainer:
 
         summary_fn = None
         if strip_every:
-            try:
-                val_arrays = self.arrays("validation")
-            except ValueError:
-                val_arrays = self.arrays("train")
+            val_arrays = self.validation_arrays()
             val_batch = next(iter(self._dataset(val_arrays, 8, seed=12345)))
 
             def summary_fn(step):
@@ -186,7 +210,8 @@ def train_predictor(root_dir: str, dataset: str = "mbold_tabletop/push1_cpu",
                     seed: int = 0, checkpoint_every: int = 1000, summary_every: int = 100,
                     log_every: int = 100, strip_every: int = 1000,
                     mixed_precision: bool = False,
-                    arrays: Optional[rlds.EpisodeArrays] = None) -> Dict[str, float]:
+                    arrays: Optional[rlds.EpisodeArrays] = None,
+                    validation_fraction: float = 0.05) -> Dict[str, float]:
     """Trains (or resumes) the video predictor in ``root_dir``; returns the final scalars.
 
     Args:
@@ -200,6 +225,8 @@ def train_predictor(root_dir: str, dataset: str = "mbold_tabletop/push1_cpu",
         (strip_every=0 disables the validation strip and validation MSE summaries).
       mixed_precision: mixed_float16 on GPU (ignored on CPU).
       arrays: already loaded training episodes (skips loading ``dataset``).
+      validation_fraction: for a dataset without a validation split, this share of its train
+        episodes (the last ones) is held out for the validation summaries and not trained on.
     Returns:
       the last logged scalars (loss, mse, ground_truth_prob[, kl]) with step, train_seconds and
       steps_per_s (of this invocation).
@@ -211,5 +238,6 @@ def train_predictor(root_dir: str, dataset: str = "mbold_tabletop/push1_cpu",
                                "train_predictor.log_every": log_every})
     trainer = PredictorTrainer(root_dir, dataset, data_dir, total_steps, batch_size,
                                learning_rate, loss, seed, checkpoint_every, summary_every,
-                               log_every, mixed_precision, arrays=arrays)
+                               log_every, mixed_precision, arrays=arrays,
+                               validation_fraction=validation_fraction)
     return trainer.train(strip_every=strip_every)
