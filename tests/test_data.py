@@ -328,3 +328,26 @@ def test_foreign_dataset_trains_through_gin_key_mapping_and_holds_out_validation
                       trainer.validation_arrays().episode_length.tolist()) == [9, 12, 15]
     finally:
         gin.clear_config()
+    # Export without a task name: CEM's initial std and the robot's spec come from the data.
+    import json
+    import subprocess
+    import sys
+
+    from mbold_tf.export import robot_side
+
+    out = str(tmp_path / "export")
+    run = subprocess.run(
+        [sys.executable, "-m", "launch.export", "--method=mbold", f"--out={out}",
+         f"--predictor_dir={tmp_path / 'predictor'}", f"--distance_dir={tmp_path / 'distance'}",
+         f"--gin_file={os.path.join(tiny, 'planner.gin')}"], cwd=mbold_tf.REPO_ROOT,
+        capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stderr[-2000:]
+    meta = json.load(open(os.path.join(out, robot_side.METADATA_FILE)))
+    assert meta["observation"]["joint_pos"]["shape"] == [6] and "gripper" not in meta["observation"]
+    assert meta["action"]["shape"] == [3] and "action std of" in meta["info"]["init_std_source"]
+    stats = json.load(open(str(tmp_path / "distance" / "data_stats.json")))
+    assert meta["info"]["init_std"] == pytest.approx(stats["action_std"], abs=1e-6)
+    robot = robot_side.RobotPolicy(out)
+    obs = {k: np.zeros(v["shape"], v["dtype"]) for k, v in meta["observation"].items()}
+    action = robot.act(obs)
+    assert action.shape == (3,) and np.all(np.abs(action) <= 1.0)

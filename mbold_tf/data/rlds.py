@@ -174,6 +174,45 @@ def _episode_to_numpy(episode, mapping: KeyMapping):
     return out
 
 
+DATA_STATS_NAME = "data_stats.json"
+
+
+def data_stats(arrays: EpisodeArrays, source: str) -> Dict:
+    """What a run learned from: dataset, action_dim, per-dimension action mean and std (over
+    steps that carry an action, i.e. all but each episode's last), proprio_dim, episodes."""
+    last = arrays.episode_start + arrays.episode_length - 1
+    acted = np.ones(arrays.num_steps, bool)
+    acted[last] = False
+    actions = arrays.actions[acted] if acted.any() else arrays.actions
+    return {"dataset": str(source), "episodes": int(arrays.num_episodes),
+            "action_dim": int(arrays.actions.shape[-1]),
+            "action_mean": [round(float(x), 5) for x in actions.mean(axis=0)],
+            "action_std": [round(float(x), 5) for x in actions.std(axis=0)],
+            "proprio_dim": int(arrays.proprio.shape[-1])}
+
+
+def write_data_stats(root_dir: str, arrays: EpisodeArrays, source: str) -> Dict:
+    """Writes :func:`data_stats` to ``<root_dir>/data_stats.json`` (the export reads it)."""
+    import json  # pylint: disable=g-import-not-at-top
+
+    stats = data_stats(arrays, source)
+    os.makedirs(root_dir, exist_ok=True)
+    with open(os.path.join(root_dir, DATA_STATS_NAME), "w") as f:
+        json.dump(stats, f, indent=1)
+    return stats
+
+
+def read_data_stats(root_dir: str) -> Optional[Dict]:
+    """The run's data statistics, or None for a run trained before they were recorded."""
+    import json  # pylint: disable=g-import-not-at-top
+
+    path = os.path.join(root_dir, DATA_STATS_NAME)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
 def split_names(source: str, data_dir: Optional[str] = None) -> list:
     """The split names (list of str) of a TFDS name or prepared dataset directory."""
     return list(_builder(source, data_dir).info.splits)

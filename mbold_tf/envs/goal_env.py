@@ -23,30 +23,36 @@ from mbold_tf.envs import scene
 from mbold_tf.envs import tasks
 
 
-def array_specs(image_size: int = 64):
-    """(observation spec dict, action spec) of the goal-conditioned environment (numpy specs).
+def array_specs(image_size: int = 64, proprio_dim: int = len(scene.ARM_JOINTS),
+                gripper: bool = True, action_dim: int = tasks.ACTION_DIM):
+    """(observation spec dict, action spec) of a goal-conditioned robot (numpy specs).
 
-    observation: image, goal_image uint8 [S, S, 3]; joint_pos float32 [7]; gripper float32 [2].
-    action: float32 [4] in [-1, 1].
+    observation: image, goal_image uint8 [S, S, 3]; joint_pos float32 [proprio_dim] (7 for the
+    tabletop arm); gripper float32 [2] when ``gripper``. action: float32 [action_dim] in [-1, 1].
+    The defaults are the tabletop tasks'; another robot's come from its training data.
     """
     size = image_size
     obs_spec = {
         "image": array_spec.BoundedArraySpec((size, size, 3), np.uint8, 0, 255, "image"),
         "goal_image": array_spec.BoundedArraySpec((size, size, 3), np.uint8, 0, 255,
                                                   "goal_image"),
-        "joint_pos": array_spec.ArraySpec((len(scene.ARM_JOINTS),), np.float32, "joint_pos"),
-        "gripper": array_spec.ArraySpec((2,), np.float32, "gripper"),
+        "joint_pos": array_spec.ArraySpec((int(proprio_dim),), np.float32, "joint_pos"),
     }
-    action_spec = array_spec.BoundedArraySpec((tasks.ACTION_DIM,), np.float32, -1.0, 1.0,
+    if gripper:
+        obs_spec["gripper"] = array_spec.ArraySpec((2,), np.float32, "gripper")
+    action_spec = array_spec.BoundedArraySpec((int(action_dim),), np.float32, -1.0, 1.0,
                                               "action")
     return obs_spec, action_spec
 
 
-def tf_specs(image_size: int = 64):
-    """(time_step_spec, action_spec) as TF specs, for building TFPolicies without an env."""
+def tf_specs(image_size: int = 64, **robot):
+    """(time_step_spec, action_spec) as TF specs, for building TFPolicies without an env.
+
+    ``robot``: proprio_dim, gripper, action_dim as in :func:`array_specs`.
+    """
     from tf_agents.specs import tensor_spec  # pylint: disable=g-import-not-at-top
 
-    obs_spec, action_spec = array_specs(image_size)
+    obs_spec, action_spec = array_specs(image_size, **robot)
     return (tensor_spec.from_spec(ts_lib.time_step_spec(obs_spec)),
             tensor_spec.from_spec(action_spec))
 

@@ -162,6 +162,7 @@ class PredictorTrainer:
         return out
 
     def train(self, strip_every: int = 0) -> Dict[str, float]:
+        rlds.write_data_stats(self.root_dir, self.arrays("train"), self.dataset_name)
         train_ds = self.strategy.experimental_distribute_dataset(
             self._dataset(self.arrays("train"), self.batch_size, self.seed))
         iterator = iter(train_ds)
