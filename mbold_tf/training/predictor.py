@@ -162,7 +162,12 @@ class PredictorTrainer:
         return out
 
     def train(self, strip_every: int = 0) -> Dict[str, float]:
-        rlds.write_data_stats(self.root_dir, self.arrays("train"), self.dataset_name)
+        stats = rlds.write_data_stats(self.root_dir, self.arrays("train"), self.dataset_name)
+        if stats["action_dim"] != self.model.action_dim:
+            raise training.SettingError(
+                f"{self.dataset_name} has {stats['action_dim']}-D actions but the predictor is "
+                f"built for {self.model.action_dim}: set --gin_param=\"VideoPredictor.action_dim="
+                f"{stats['action_dim']}\".")
         train_ds = self.strategy.experimental_distribute_dataset(
             self._dataset(self.arrays("train"), self.batch_size, self.seed))
         iterator = iter(train_ds)
