@@ -99,7 +99,7 @@ def generate_episodes(task_name: str, seed: int, episode_ids: Sequence[int],
     ``num_workers`` defaults to the CPU count (both cores here). Workers are forked from
     multiprocessing's fork server, a fresh process that has no GL context and, unlike 'spawn',
     does not re-import the launching ``__main__`` module: a worker imports this module only
-    (MuJoCo and numpy, no TensorFlow), so it starts in about a second instead of ~25 s.
+    (MuJoCo and numpy), not TensorFlow and its start-up banners.
     """
     num_workers = num_workers or os.cpu_count() or 1
     jobs = [(task_name, seed, int(i)) for i in episode_ids]
