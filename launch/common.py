@@ -16,12 +16,13 @@ from typing import Iterator
 
 import gin
 
+from mbold_tf.data import rlds
 from mbold_tf.utils import run_config
 from mbold_tf.utils import run_lock
 from mbold_tf.utils import training
 
 RUN_RECORD = "operative_config.gin"
-USER_ERRORS = (training.SettingError, run_config.ConfigMismatchError,
+USER_ERRORS = (training.SettingError, rlds.MappingError, run_config.ConfigMismatchError,
                run_lock.RunDirectoryLockedError, training.NonFiniteLossError, FileNotFoundError,
                IOError)
 

@@ -283,71 +283,95 @@ def test_foreign_rlds_dataset_through_mapping(tmp_path):
     with pytest.raises(KeyError, match="'obs/depth'.*obs/rgb"):
         rlds.load_episodes(dir64, mapping=rlds.KeyMapping(image="obs/depth", action="act",
                                                           proprio="obs/qpos"))
-    with pytest.raises(ValueError, match=r"'obs/rgb' has shape \(32, 32, 3\)"):
-        rlds.load_episodes(os.path.join(d, "foreign_robot", "px32", "0.1.0"), mapping=mapping)
+    # Square RGB images of another size are resized to 64×64 as they load (32 -> 64: each
+    # pixel becomes a 2×2 block under area resampling).
+    small = rlds.load_episodes(os.path.join(d, "foreign_robot", "px32", "0.1.0"), mapping=mapping)
+    assert small.images.shape == (36, 64, 64, 3) and small.images.dtype == np.uint8
+    np.testing.assert_array_equal(small.images[:, ::2, ::2], small.images[:, 1::2, 1::2])
+    with pytest.raises(ValueError, match=r"'obs/qpos' has shape \(6,\).*square RGB uint8"):
+        rlds.load_episodes(dir64, mapping=rlds.KeyMapping(image="obs/qpos", action="act",
+                                                          proprio="obs/qpos"))
 
 
-def test_foreign_dataset_trains_through_gin_key_mapping_and_holds_out_validation(tmp_path,
-                                                                                 caplog):
-    """A user's RLDS dataset (other keys, 3-D actions, 6 joints, no validation split) trains
-    both models with the key mapping given as gin bindings only; the predictor validates on a
-    held-out share of the train episodes, which it does not train on."""
-    import gin
+class UserRobot(tfds.core.GeneratorBasedBuilder):
+    """A user's robot: its own keys, 96×96 images, 5-D actions, 6 joints, no gripper, and only
+    a train split."""
+    VERSION = tfds.core.Version("1.0.0")
 
-    import mbold_tf
-    from mbold_tf import configurables  # noqa: F401  (registers every gin configurable)
-    from mbold_tf.training import distance as td
-    from mbold_tf.training import predictor as tp
+    def _info(self):
+        return self.dataset_info_from_configs(features=tfds.features.FeaturesDict({
+            "steps": tfds.features.Dataset({
+                "observation": tfds.features.FeaturesDict({
+                    "wrist_rgb": tfds.features.Image(shape=(96, 96, 3)),
+                    "arm": tfds.features.Tensor(shape=(6,), dtype=np.float32)}),
+                "action": tfds.features.Tensor(shape=(5,), dtype=np.float32),
+                "is_first": tfds.features.Scalar(dtype=np.bool_),
+                "is_last": tfds.features.Scalar(dtype=np.bool_)})}))
 
-    d = str(tmp_path / "tfds")
-    ForeignRobot(config="px64", data_dir=d).download_and_prepare()
-    dir64 = os.path.join(d, "foreign_robot", "px64", "0.1.0")
-    tiny = os.path.join(mbold_tf.REPO_ROOT, "gin", "presets", "tiny")
-    gin.clear_config()
-    gin.parse_config_files_and_bindings(
-        [os.path.join(tiny, "predictor.gin"), os.path.join(tiny, "distance.gin")],
-        ["KeyMapping.image = 'obs/rgb'", "KeyMapping.action = 'act'",
-         "KeyMapping.proprio = 'obs/qpos'", "KeyMapping.privileged = None",
-         "VideoPredictor.action_dim = 3", f"train_predictor.dataset = '{dir64}'",
-         f"train_distance.dataset = '{dir64}'", "train_predictor.total_steps = 2",
-         "train_predictor.strip_every = 2", "train_distance.total_steps = 3",
-         "train_distance.batch_size = 8", "train_distance.bn_recalibration_batches = 1"])
-    try:
-        with caplog.at_level("INFO"):
-            trainer_root = str(tmp_path / "predictor")
-            tp.train_predictor(trainer_root)
-            result = td.train_distance(str(tmp_path / "distance"))
-        assert result["steps"] == 3
-        held = [r.getMessage() for r in caplog.records if "holding out" in r.getMessage()]
-        assert held and "its last 1 of 3 train episodes" in held[0]
-        trainer = tp.PredictorTrainer(str(tmp_path / "p2"), dir64, None, 1, 2, 1e-3, "l2", 0,
-                                      1, 1, 1, False)
-        assert trainer.arrays("train").num_episodes == 2
-        assert trainer.validation_arrays().num_episodes == 1
-        assert sorted(trainer.arrays("train").episode_length.tolist() +
-                      trainer.validation_arrays().episode_length.tolist()) == [9, 12, 15]
-    finally:
-        gin.clear_config()
-    # Export without a task name: CEM's initial std and the robot's spec come from the data.
+    def _split_generators(self, dl_manager):
+        return {"train": self._generate_examples()}
+
+    def _generate_examples(self):
+        rng = np.random.default_rng(1)
+        for e, length in enumerate((14, 11, 16, 12)):
+            yield e, {"steps": [
+                {"observation": {"wrist_rgb": rng.integers(0, 255, (96, 96, 3), dtype=np.uint8),
+                                 "arm": rng.normal(size=6).astype(np.float32)},
+                 "action": rng.uniform(-1, 1, 5).astype(np.float32), "is_first": t == 0,
+                 "is_last": t == length - 1} for t in range(length)]}
+
+
+def test_your_robot_through_the_launchers_flags_only(tmp_path):
+    """Other keys, 96×96 images, 5-D actions, 6 joints, no gripper, no validation split: train
+    both models, export without a task name and act on the robot, with command-line flags only;
+    a wrong key fails listing the dataset's keys, without a traceback."""
     import json
     import subprocess
     import sys
 
+    import mbold_tf
     from mbold_tf.export import robot_side
 
-    out = str(tmp_path / "export")
-    run = subprocess.run(
-        [sys.executable, "-m", "launch.export", "--method=mbold", f"--out={out}",
-         f"--predictor_dir={tmp_path / 'predictor'}", f"--distance_dir={tmp_path / 'distance'}",
-         f"--gin_file={os.path.join(tiny, 'planner.gin')}"], cwd=mbold_tf.REPO_ROOT,
-        capture_output=True, text=True, check=False)
-    assert run.returncode == 0, run.stderr[-2000:]
+    UserRobot(data_dir=str(tmp_path / "tfds")).download_and_prepare()
+    data = str(tmp_path / "tfds" / "user_robot" / "1.0.0")
+    tiny = os.path.join(mbold_tf.REPO_ROOT, "gin", "presets", "tiny")
+    mapping = ["--gin_param=KeyMapping.image='observation/wrist_rgb'",
+               "--gin_param=KeyMapping.action='action'",
+               "--gin_param=KeyMapping.proprio='observation/arm'",
+               "--gin_param=KeyMapping.privileged=None"]
+
+    def launch(*args):
+        return subprocess.run([sys.executable, "-m", *args], cwd=mbold_tf.REPO_ROOT,
+                              capture_output=True, text=True, check=False)
+
+    pred, dist, out = (str(tmp_path / n) for n in ("predictor", "distance", "export"))
+    run = launch("launch.train_predictor", f"--root_dir={pred}",
+                 f"--gin_file={tiny}/predictor.gin", *mapping,
+                 f"--gin_param=train_predictor.dataset='{data}'",
+                 "--gin_param=VideoPredictor.action_dim=5", "--gin_param=train_predictor.total_steps=2",
+                 "--gin_param=train_predictor.strip_every=2")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "holding out its last 1 of 4 train episodes" in run.stderr
+    assert "Resizing 'observation/wrist_rgb' images from (96, 96, 3) to (64, 64, 3)" in run.stderr
+    run = launch("launch.train_distance", f"--root_dir={dist}", f"--gin_file={tiny}/distance.gin",
+                 *mapping, f"--gin_param=train_distance.dataset='{data}'",
+                 "--gin_param=train_distance.total_steps=3", "--gin_param=train_distance.batch_size=8",
+                 "--gin_param=train_distance.bn_recalibration_batches=1")
+    assert run.returncode == 0, run.stderr[-3000:]
+    run = launch("launch.export", "--method=mbold", f"--out={out}", f"--predictor_dir={pred}",
+                 f"--distance_dir={dist}", f"--gin_file={tiny}/planner.gin")
+    assert run.returncode == 0, run.stderr[-3000:]
     meta = json.load(open(os.path.join(out, robot_side.METADATA_FILE)))
     assert meta["observation"]["joint_pos"]["shape"] == [6] and "gripper" not in meta["observation"]
-    assert meta["action"]["shape"] == [3] and "action std of" in meta["info"]["init_std_source"]
-    stats = json.load(open(str(tmp_path / "distance" / "data_stats.json")))
+    assert meta["action"]["shape"] == [5] and "action std of" in meta["info"]["init_std_source"]
+    stats = json.load(open(os.path.join(dist, "data_stats.json")))
     assert meta["info"]["init_std"] == pytest.approx(stats["action_std"], abs=1e-6)
-    robot = robot_side.RobotPolicy(out)
     obs = {k: np.zeros(v["shape"], v["dtype"]) for k, v in meta["observation"].items()}
-    action = robot.act(obs)
-    assert action.shape == (3,) and np.all(np.abs(action) <= 1.0)
+    action = robot_side.RobotPolicy(out).act(obs)
+    assert action.shape == (5,) and np.all(np.abs(action) <= 1.0)
+    bad = launch("launch.train_distance", f"--root_dir={tmp_path / 'bad'}",
+                 f"--gin_file={tiny}/distance.gin", *mapping[1:],
+                 "--gin_param=KeyMapping.image='observation/rgb'",
+                 f"--gin_param=train_distance.dataset='{data}'")
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+    assert "no key 'observation/rgb'" in bad.stderr and "observation/wrist_rgb" in bad.stderr

@@ -108,13 +108,21 @@ def hold_out(arrays: EpisodeArrays, fraction: float):
     return arrays.select(np.arange(n - k)), arrays.select(np.arange(n - k, n))
 
 
+class MappingError(KeyError):
+    """A KeyMapping key that the dataset's steps do not have (the message lists those they do)."""
+
+    def __str__(self):
+        return str(self.args[0]) if self.args else ""
+
+
 def _get(tree, path: str, what: str, available_from=None):
     node = tree
     for part in path.split("/"):
         if not isinstance(node, dict) or part not in node:
             keys = _paths(available_from if available_from is not None else tree)
-            raise KeyError(f"RLDS steps have no key {path!r} (mapped as {what}); available step "
-                           f"keys: {keys}. Fix the KeyMapping.")
+            raise MappingError(f"RLDS steps have no key {path!r} (mapped as {what}); available "
+                               f"step keys: {keys}. Fix the KeyMapping (e.g. --gin_param="
+                               f"\"KeyMapping.{what}='{keys[0] if keys else '...'}'\").")
         node = node[part]
     return node
 
@@ -153,14 +161,29 @@ def _builder(source: str, data_dir: Optional[str]):
     return builder
 
 
-def _check_image_spec(steps_spec, mapping: KeyMapping):
+def _check_image_spec(steps_spec, mapping: KeyMapping) -> bool:
+    """Checks the mapped keys; returns whether the images must be resized to 64×64.
+
+    Square uint8 RGB images of another size are resized at load time (area averaging, logged);
+    anything else fails naming the key, the shape and dtype found and what is needed.
+    """
     spec = _get(steps_spec, mapping.image, "image")
-    if tuple(spec.shape) != IMAGE_SHAPE or spec.dtype != tf.uint8:
-        raise ValueError(f"Image key {mapping.image!r} has shape {tuple(spec.shape)} and dtype "
-                         f"{spec.dtype.name}; mbold-tf needs {IMAGE_SHAPE} uint8. Resize the "
-                         f"dataset's images (or map another image key).")
+    shape = tuple(spec.shape)
+    if spec.dtype != tf.uint8 or len(shape) != 3 or shape[2] != 3 or shape[0] != shape[1] or \
+            shape[0] is None:
+        raise ValueError(f"Image key {mapping.image!r} has shape {shape} and dtype "
+                         f"{spec.dtype.name}; mbold-tf needs square RGB uint8 images (resized to "
+                         f"{IMAGE_SHAPE}). Crop the dataset's images to a square, or map another "
+                         f"image key.")
     _get(steps_spec, mapping.action, "action")
     _get(steps_spec, mapping.proprio, "proprio")
+    return shape != IMAGE_SHAPE
+
+
+def _resize(images: np.ndarray) -> np.ndarray:
+    """uint8 [T, S, S, 3] -> uint8 [T, 64, 64, 3] by area averaging."""
+    out = tf.image.resize(tf.cast(images, tf.float32), IMAGE_SHAPE[:2], method="area")
+    return tf.cast(tf.clip_by_value(tf.round(out), 0, 255), tf.uint8).numpy()
 
 
 def _episode_to_numpy(episode, mapping: KeyMapping):
@@ -287,7 +310,7 @@ def load_episodes(source: str, split: str = "train", mapping: Optional[KeyMappin
     builder = _builder(source, data_dir)
     steps_spec = builder.info.features["steps"].get_tensor_spec()
     steps_spec = getattr(steps_spec, "element_spec", steps_spec)  # Dataset feature -> its steps
-    _check_image_spec(steps_spec, mapping)
+    resize = _check_image_spec(steps_spec, mapping)
     if split not in builder.info.splits:
         raise ValueError(f"Split {split!r} not in {source!r}; it has {list(builder.info.splits)}.")
     info = builder.info.splits[split]
@@ -297,6 +320,10 @@ def load_episodes(source: str, split: str = "train", mapping: Optional[KeyMappin
     expected = list(getattr(info, "shard_lengths", None) or [])
     logging.info("Loading %s episodes of %s[%s] from %d shard(s)...",
                  max_episodes or info.num_examples, source, split, len(files))
+    if resize:
+        logging.info("Resizing %r images from %s to %s (area averaging) as they load.",
+                     mapping.image, tuple(_get(steps_spec, mapping.image, "image").shape),
+                     IMAGE_SHAPE)
     parts = []
     for i, path in enumerate(files):
         if not os.path.exists(path):
@@ -306,8 +333,11 @@ def load_episodes(source: str, split: str = "train", mapping: Optional[KeyMappin
         read = 0
         try:
             for episode in ds:
-                parts.append(tf.nest.map_structure(lambda t: t.numpy(),
-                                                   _episode_to_numpy(episode, mapping)))
+                part = tf.nest.map_structure(lambda t: t.numpy(),
+                                             _episode_to_numpy(episode, mapping))
+                if resize:
+                    part["image"] = _resize(part["image"])
+                parts.append(part)
                 read += 1
                 if max_episodes and len(parts) >= max_episodes:
                     break
