@@ -466,3 +466,21 @@ def test_actor_health_reads_q_at_actor_and_data_actions():
     np.testing.assert_allclose(h["q_data"], ld.q_values(s, g, arrays.actions[i]).numpy().mean(),
                                rtol=1e-5)
     assert h["actor_saturated"] == pytest.approx(np.mean(np.abs(a) > 0.99))
+
+
+def test_resuming_with_other_agent_settings_fails_naming_them(tmp_path, tiny_gin):
+    """The agent's gin settings are part of the run's record: a resumed run with another
+    CqlTd3Agent value is refused instead of mixing two trainings in one checkpoint."""
+    from mbold_tf.utils import run_config
+
+    arrays = chain_arrays(num_episodes=8, length=8, positions=5)
+    root = str(tmp_path / "run")
+    kwargs = dict(method="cql_td3", arrays=arrays, total_steps=2, batch_size=16,
+                  negatives_key="none", checkpoint_every=2, summary_every=2, log_every=2,
+                  bn_recalibration_batches=0)
+    td.train_distance(root, **kwargs)
+    with open(os.path.join(root, "config.json")) as f:
+        assert json.load(f)["settings"]["agent"]["target_update_tau"] == 0.05
+    gin.bind_parameter("CqlTd3Agent.actor_bc_weight", 7.0)
+    with pytest.raises(run_config.ConfigMismatchError, match="agent: .*actor_bc_weight"):
+        td.train_distance(root, **dict(kwargs, total_steps=4))

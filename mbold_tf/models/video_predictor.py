@@ -23,6 +23,7 @@ Shapes: frames uint8 [B, C, 64, 64, 3] (C = ``context``), actions float32 [B, h,
 """
 from __future__ import annotations
 
+import inspect
 import math
 import os
 from typing import Any, Dict, Optional
@@ -245,16 +246,15 @@ class VideoPredictor(tf.keras.Model):
 
     # ------------------------------------------------------------------ configuration
     def settings(self) -> Dict[str, Any]:
-        """All constructor arguments (JSON-able), for the run directory's config.json."""
-        return {"context": self.context, "horizon": self.horizon, "action_dim": self.action_dim,
-                "width": self.width, "encoder_multipliers": list(self.encoder_multipliers),
-                "decoder_multipliers": list(self.decoder_multipliers),
-                "downsample_input": self.downsample_input, "norm": self.norm,
-                "transform": self.transform, "num_transformed": self.num_transformed,
-                "kernel_size": self.kernel_size,
-                "full_resolution_heads": self.full_resolution_heads, "stochastic": self.stochastic,
-                "latent_dim": self.latent_dim, "kl_weight": self.kl_weight,
-                "schedule_k": self.schedule_k, "jit_compile": self.jit_compile}
+        """All constructor arguments but ``name`` (JSON-able), for the run's config.json.
+
+        Read from the constructor's signature, so a new argument is recorded (and checked on
+        resume and load) without a second list to keep in step.
+        """
+        names = [p for p in inspect.signature(VideoPredictor.__init__).parameters
+                 if p not in ("self", "name")]
+        return {n: list(v) if isinstance(v, tuple) else v
+                for n, v in ((n, getattr(self, n)) for n in names)}
 
     # ------------------------------------------------------------------ one step
     def _initial_state(self, batch):

@@ -129,8 +129,13 @@ def train_distance(root_dir: str, method: str = "cql_td3",
     settings = {"method": method, "action_dim": int(arrays.actions.shape[-1]),
                 "networks": dn.network_settings() if agent_kind else baselines.baseline_settings()}
     if agent_kind:
+        # The agent's gin settings (e.g. CqlTd3Agent.actor_bc_weight) join the run's record, so
+        # resuming with other values fails naming them instead of mixing two trainings.
+        agent_settings = {k: v for k, v in sorted(
+            gin.get_bindings(cql_td3_agent.CqlTd3Agent).items())}
         settings.update(reward_scheme=reward_scheme, gamma=float(gamma),
-                        negatives_key=negatives_key)
+                        negatives_key=negatives_key, learning_rate=float(learning_rate),
+                        cql_tau=float(cql_tau), agent=agent_settings)
         if predicted_states_dir:
             settings["predicted_state_fraction"] = float(predicted_state_fraction)
     run_config.check_or_write_config(root_dir, KIND, settings)
