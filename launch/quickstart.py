@@ -23,11 +23,10 @@ import gin
 import mbold_tf
 from mbold_tf.data.build import build
 from mbold_tf.envs import goals
-from mbold_tf.envs import tasks
 from mbold_tf.eval import report
 from mbold_tf.eval import policy_eval
 from mbold_tf.export import robot_side
-from mbold_tf.export import saved_model
+from mbold_tf.export import planner_export
 from mbold_tf.envs import goal_env
 from mbold_tf.planning import factory
 
@@ -105,11 +104,9 @@ def run(task: str, preset: str, out: str, data_dir=None, num_goals=None, seeds=N
     table = report.summary_rows(evaluation["episodes"])
 
     def export():
-        path = os.path.join(out, "export", f"{task}_mbold")
-        time_step_spec, action_spec = goal_env.tf_specs()
-        policy = factory.make_policy("mbold", time_step_spec, action_spec,
-                                     tasks.task_spec(task).collection_std, models)
-        saved_model.export_policy(policy, path, {"task": task, "preset": preset})
+        path = planner_export.export(task, "mbold", models,
+                                     os.path.join(out, "export", f"{task}_mbold"),
+                                     info={"preset": preset})
         robot = robot_side.RobotPolicy(path)  # loads with TensorFlow alone and acts
         env = goal_env.GoalConditionedPyEnvironment(goal_set)
         try:
