@@ -348,7 +348,7 @@ def test_your_robot_through_the_launchers_flags_only(tmp_path):
     run = launch("launch.train_predictor", f"--root_dir={pred}",
                  f"--gin_file={tiny}/predictor.gin", *mapping,
                  f"--gin_param=train_predictor.dataset='{data}'",
-                 "--gin_param=VideoPredictor.action_dim=5", "--gin_param=train_predictor.total_steps=2",
+                 "--gin_param=train_predictor.total_steps=2",
                  "--gin_param=train_predictor.strip_every=2")
     assert run.returncode == 0, run.stderr[-3000:]
     assert "holding out its last 1 of 4 train episodes" in run.stderr

@@ -239,7 +239,7 @@ def test_trained_model_follows_actions(trained_run):
     assert change_move > 1.2 * change_still, (change_still, change_move)
 
 
-def test_other_config_fails_naming_the_setting(trained_run):
+def test_other_config_fails_naming_the_setting(trained_run, data_dir):
     root = trained_run["root"]
     other = vp.VideoPredictor(**dict(TINY, width=6)).settings()
     with pytest.raises(run_config.ConfigMismatchError, match=r"width: 4 \(checkpoint\) vs 6"):
@@ -249,7 +249,7 @@ def test_other_config_fails_naming_the_setting(trained_run):
     gin.bind_parameter("VideoPredictor.num_transformed", 2)
     try:
         with pytest.raises(run_config.ConfigMismatchError, match="num_transformed: 1"):
-            tp.train_predictor(root, data_dir="unused")
+            tp.train_predictor(root, data_dir=data_dir)
     finally:
         gin.clear_config()
 

@@ -236,6 +236,15 @@ def read_data_stats(root_dir: str) -> Optional[Dict]:
         return json.load(f)
 
 
+def action_dim(source: str, data_dir: Optional[str] = None,
+               mapping: Optional[KeyMapping] = None) -> int:
+    """The size of the mapped action key of a dataset, read from its metadata (no episodes)."""
+    mapping = mapping if mapping is not None else KeyMapping()
+    steps_spec = _builder(source, data_dir).info.features["steps"].get_tensor_spec()
+    steps_spec = getattr(steps_spec, "element_spec", steps_spec)
+    return int(_get(steps_spec, mapping.action, "action").shape[-1])
+
+
 def split_names(source: str, data_dir: Optional[str] = None) -> list:
     """The split names (list of str) of a TFDS name or prepared dataset directory."""
     return list(_builder(source, data_dir).info.splits)

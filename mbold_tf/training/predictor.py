@@ -74,7 +74,16 @@ class PredictorTrainer:
             tf.keras.mixed_precision.set_global_policy("mixed_float16")
         try:
             with self.strategy.scope():
-                self.model = vp.VideoPredictor()
+                # The action size is the data's unless gin binds it (then train() checks that
+                # the two agree): one owner, and no preset pins another robot to 4-D actions.
+                try:
+                    bound = gin.query_parameter("VideoPredictor.action_dim")
+                except ValueError:
+                    bound = None
+                size = {} if bound is not None else {"action_dim": (
+                    int(arrays.actions.shape[-1]) if arrays is not None
+                    else rlds.action_dim(dataset, data_dir))}
+                self.model = vp.VideoPredictor(**size)
                 run_config.check_or_write_config(root_dir, vp.KIND, self.model.settings())
                 self.model.build_variables()
                 optimizer = tf.keras.optimizers.Adam(learning_rate)
