@@ -22,6 +22,8 @@ INSTALL_REQUIRES = [
     "pillow==13.0.0",
     "scipy==1.17.1",
     "grpcio==1.74.0",
+    # Apache Beam: dataset builds and goal-set evaluations on Direct/Dataflow/Spark/Flink runners.
+    "apache-beam==2.56.0",
 ]
 
 setuptools.setup(

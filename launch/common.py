@@ -16,7 +16,10 @@ from typing import Iterator
 
 import gin
 
+from absl import logging
+
 from mbold_tf.data import rlds
+from mbold_tf.utils import distribute
 from mbold_tf.utils import run_config
 from mbold_tf.utils import run_lock
 from mbold_tf.utils import training
@@ -27,8 +30,30 @@ USER_ERRORS = (training.SettingError, rlds.MappingError, run_config.ConfigMismat
                IOError)
 
 
+def start_strategy(program: str) -> None:
+    """Creates this process's training strategy (before any other TF op; a ``TF_CONFIG``
+    cluster waits for its workers, :mod:`mbold_tf.utils.distribute`).
+
+    A malformed ``TF_CONFIG`` exits with ``<program>: <message>``.
+    """
+    try:
+        info = distribute.task_info()
+    except ValueError as e:
+        sys.exit(f"{program}: {e}")
+    strategy = distribute.strategy_from_environment()
+    if info.num_workers > 1:
+        logging.info("%s: %s:%d of %d workers (%s), %d replicas in sync", program,
+                     info.task_type, info.task_id, info.num_workers,
+                     "chief" if info.is_chief else "not chief", strategy.num_replicas_in_sync)
+
+
 def write_run_record(root_dir: str, operative: bool) -> str:
-    """Writes the gin record of the run (all bindings, or the operative ones); returns its path."""
+    """Writes the gin record of the run (all bindings, or the operative ones); returns its path.
+
+    Only the chief of a multi-worker cluster writes it (the others return None).
+    """
+    if not distribute.task_info().is_chief:
+        return None
     os.makedirs(root_dir, exist_ok=True)
     path = os.path.join(root_dir, RUN_RECORD)
     tmp = path + ".tmp"

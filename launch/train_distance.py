@@ -32,6 +32,7 @@ def main(argv):
     from mbold_tf.training import distance  # pylint: disable=g-import-not-at-top
     gin.parse_config_files_and_bindings(FLAGS.gin_file, FLAGS.gin_param)
     root_dir = os.path.expanduser(FLAGS.root_dir)
+    common.start_strategy("launch.train_distance")  # first: before any TF op
     common.write_run_record(root_dir, operative=False)  # a killed run keeps its settings
     with common.user_errors("launch.train_distance"):
         result = distance.train_distance(root_dir)

@@ -29,6 +29,7 @@ def main(argv):
     del argv
     gin.parse_config_files_and_bindings(FLAGS.gin_file, FLAGS.gin_param)
     root_dir = os.path.expanduser(FLAGS.root_dir)
+    common.start_strategy("launch.train_predictor")  # first: before any TF op
     common.write_run_record(root_dir, operative=False)  # a killed run keeps its settings
     with common.user_errors("launch.train_predictor"):
         result = train_predictor(root_dir)

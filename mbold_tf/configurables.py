@@ -18,10 +18,11 @@ from mbold_tf.planning import costs  # noqa: F401
 from mbold_tf.planning import factory  # noqa: F401
 from mbold_tf.training import distance  # noqa: F401
 from mbold_tf.training import predictor  # noqa: F401
+from mbold_tf.utils import distribute  # noqa: F401
 
 MODULES = ("mbold_tf.agents.cql_td3_agent", "mbold_tf.data.neighbors", "mbold_tf.data.pipelines",
            "mbold_tf.data.rlds",
            "mbold_tf.models.baselines", "mbold_tf.models.distance_networks",
            "mbold_tf.models.video_predictor", "mbold_tf.planning.cem", "mbold_tf.planning.costs",
            "mbold_tf.planning.factory", "mbold_tf.training.distance",
-           "mbold_tf.training.predictor")
+           "mbold_tf.training.predictor", "mbold_tf.utils.distribute")

@@ -30,6 +30,7 @@ both observations; ``discount`` 0 ends the episode at the goal).
 from __future__ import annotations
 
 import collections
+import contextlib
 import math
 from typing import Dict, Optional, Tuple
 
@@ -41,7 +42,6 @@ from tf_agents.agents.td3 import td3_agent
 from tf_agents.trajectories import time_step as ts
 from tf_agents.trajectories import trajectory as trajectory_lib
 from tf_agents.utils import common
-from tf_agents.utils import object_identity
 
 CqlTd3Info = collections.namedtuple(
     "CqlTd3Info", ("actor_loss", "critic_loss", "td_loss", "cql_loss", "cql_alpha", "cql_gap",
@@ -114,11 +114,16 @@ class CqlTd3Agent(td3_agent.Td3Agent):
         self._td_target_bounds = (None if td_target_bounds is None else
                                   (float(td_target_bounds[0]), float(td_target_bounds[1])))
         self._log_alpha_bounds = (float(log_alpha_bounds[0]), float(log_alpha_bounds[1]))
+        # Aggregations let the variables be assigned inside ``strategy.run`` (multi-worker and
+        # multi-GPU training): log α is identical on every replica (its gradient is all-reduced).
         self._log_alpha = tf.Variable(float(initial_log_alpha), dtype=tf.float32,
-                                      name="cql_log_alpha")
+                                      name="cql_log_alpha",
+                                      aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         self._alpha_optimizer = tf.keras.optimizers.Adam(alpha_learning_rate)
+        self._actor_update_now: Optional[bool] = None
         self._last_actor_loss = tf.Variable(0.0, dtype=tf.float32, name="last_actor_loss",
-                                            trainable=False)
+                                            trainable=False,
+                                            aggregation=tf.VariableAggregation.MEAN)
         low = np.broadcast_to(action_spec.minimum, action_spec.shape).astype(np.float32)
         high = np.broadcast_to(action_spec.maximum, action_spec.shape).astype(np.float32)
         self._action_low, self._action_high = tf.constant(low), tf.constant(high)
@@ -239,6 +244,31 @@ class CqlTd3Agent(td3_agent.Td3Agent):
         return (tf.concat([rand, pol], axis=1),
                 tf.concat([neg_logp, -gauss_logp], axis=1))
 
+    @property
+    def actor_update_period(self) -> int:
+        return int(self._actor_update_period)
+
+    @contextlib.contextmanager
+    def actor_update_decided_in_python(self, update: bool):
+        """Traces ``train`` with the actor update on (``update``) or off, without ``tf.cond``.
+
+        Under a strategy with several replicas the optimizer's gradient all-reduce cannot sit
+        inside a ``tf.cond`` branch, so the trainer compiles two steps (with and without the
+        actor update) and picks one in Python every step: ``train_step_counter %
+        actor_update_period == 0``, as the single-process ``tf.cond`` does.
+        """
+        previous, self._actor_update_now = self._actor_update_now, bool(update)
+        try:
+            yield
+        finally:
+            self._actor_update_now = previous
+
+    def _apply_gradients(self, gradients, variables, optimizer):
+        # Under a strategy with several replicas the optimizer sums the replicas' gradients; each
+        # replica's loss is its own batch's mean, so its gradient counts 1/replicas: the update
+        # equals one process's on the global batch.
+        return super()._apply_gradients(_per_replica_share(gradients), variables, optimizer)
+
     def _train(self, experience, weights=None):
         if weights is not None:  # uniform sampling: importance weights would be ignored
             raise ValueError("CqlTd3Agent.train does not use importance weights; call it "
@@ -246,9 +276,10 @@ class CqlTd3Agent(td3_agent.Td3Agent):
         transition = self._as_transition(experience)
         time_steps, policy_steps, next_time_steps = transition
         actions = tf.cast(policy_steps.action, tf.float32)
-        critic_vars = list(object_identity.ObjectIdentitySet(
-            self._critic_network_1.trainable_variables
-            + self._critic_network_2.trainable_variables))
+        # Unique variables in a fixed order (a set's order differs between processes, and the
+        # optimizer creates its slots in this order: multi-worker replicas must agree on it).
+        critic_vars = _unique(self._critic_network_1.trainable_variables
+                              + self._critic_network_2.trainable_variables)
         alpha = tf.stop_gradient(tf.exp(self._clipped_log_alpha()))
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(critic_vars)
@@ -276,7 +307,7 @@ class CqlTd3Agent(td3_agent.Td3Agent):
             with tf.GradientTape() as atape:
                 alpha_var = tf.exp(self._log_alpha)
                 alpha_loss = -alpha_var * tf.stop_gradient(cql_gap - self._cql_tau)
-            agrad = atape.gradient(alpha_loss, [self._log_alpha])
+            agrad = _per_replica_share(atape.gradient(alpha_loss, [self._log_alpha]))
             self._alpha_optimizer.apply_gradients(zip(agrad, [self._log_alpha]))
             self._log_alpha.assign(self._clipped_log_alpha())
 
@@ -292,8 +323,11 @@ class CqlTd3Agent(td3_agent.Td3Agent):
             self._last_actor_loss.assign(loss)
             return tf.constant(0)
 
-        tf.cond(tf.equal(tf.math.mod(self.train_step_counter, self._actor_update_period), 0),
-                optimize_actor, lambda: tf.constant(0))
+        if self._actor_update_now is None:
+            tf.cond(tf.equal(tf.math.mod(self.train_step_counter, self._actor_update_period),
+                             0), optimize_actor, lambda: tf.constant(0))
+        elif self._actor_update_now:  # decided in Python (see actor_update_decided_in_python)
+            optimize_actor()
         self.train_step_counter.assign_add(1)
         self._update_target()
         actor_loss = tf.identity(self._last_actor_loss)
@@ -303,6 +337,24 @@ class CqlTd3Agent(td3_agent.Td3Agent):
                           q_random=tf.convert_to_tensor(parts["q_random"]),
                           td_target=parts["td_target"])
         return tf_agent.LossInfo(actor_loss + critic_loss, info)
+
+
+def _unique(variables):
+    """``variables`` without repeats (by identity), in their first order."""
+    seen, out = set(), []
+    for v in variables:
+        if id(v) not in seen:
+            seen.add(id(v))
+            out.append(v)
+    return out
+
+
+def _per_replica_share(gradients):
+    """Gradients divided by the strategy's replica count (unchanged with one replica)."""
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    if replicas == 1:
+        return gradients
+    return [None if g is None else g / replicas for g in gradients]
 
 
 def trajectory_from_batch(batch: Dict[str, tf.Tensor]) -> trajectory_lib.Trajectory:

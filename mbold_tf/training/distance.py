@@ -36,6 +36,7 @@ from mbold_tf.models import distance_networks as dn
 from mbold_tf.models import video_predictor
 from mbold_tf.training import predicted_frames
 from mbold_tf.utils import batch_norm
+from mbold_tf.utils import distribute
 from mbold_tf.utils import run_config
 from mbold_tf.utils import training
 
@@ -120,11 +121,18 @@ def train_distance(root_dir: str, method: str = "cql_td3",
     _check_choice("method", method, METHODS)
     _check_choice("reward scheme", reward_scheme, distances.REWARD_SCHEMES)
     _check_choice("negatives_key", negatives_key, pipelines.NEGATIVE_KEYS)
+    strategy = distribute.strategy_from_environment()
+    write_dir = distribute.worker_dir(root_dir)
+    replicas = strategy.num_replicas_in_sync
+    if batch_size % replicas:
+        raise training.SettingError(
+            f"train_distance.batch_size = {batch_size} is the global batch and must split evenly "
+            f"over the {replicas} replicas; set it to a multiple of {replicas}.")
     tf.random.set_seed(seed)
     agent_kind = method in AGENT_METHODS
     if arrays is None:
         arrays = rlds.load_episodes(dataset, "train", data_dir=data_dir, max_episodes=max_episodes)
-    rlds.write_data_stats(root_dir, arrays, dataset)
+    rlds.write_data_stats(write_dir, arrays, dataset)
     # The action size comes from the data (4 for the tabletop tasks), before it is recorded.
     settings = {"method": method, "action_dim": int(arrays.actions.shape[-1]),
                 "networks": dn.network_settings() if agent_kind else baselines.baseline_settings()}
@@ -138,7 +146,7 @@ def train_distance(root_dir: str, method: str = "cql_td3",
                         cql_tau=float(cql_tau), agent=agent_settings)
         if predicted_states_dir:
             settings["predicted_state_fraction"] = float(predicted_state_fraction)
-    run_config.check_or_write_config(root_dir, KIND, settings)
+    run_config.check_or_write_config(write_dir, KIND, settings)
 
     step = tf.Variable(0, dtype=tf.int64, name="global_step")
     if agent_kind:
@@ -153,38 +161,69 @@ def train_distance(root_dir: str, method: str = "cql_td3",
                    "state_image_fraction": predicted_state_fraction}
             logging.info("Predicted frames of %d steps from %s in %.1f s", len(arrays.images),
                          predicted_states_dir, time.time() - t_pred)
-        ds = pipelines.distance_dataset(arrays, neighbor_table=table, batch_size=batch_size,
-                                        negatives_key=negatives_key, reward_scheme=reward_scheme,
-                                        seed=seed, **mix)
-        agent, (actor, critic1, critic2) = build_agent(settings, learning_rate, cql_tau)
+        def dataset_fn(input_context):
+            return pipelines.distance_dataset(
+                arrays, neighbor_table=table,
+                batch_size=input_context.get_per_replica_batch_size(batch_size),
+                negatives_key=negatives_key, reward_scheme=reward_scheme,
+                seed=distribute.shard_seed(seed, input_context), **mix)
+
+        with strategy.scope():
+            agent, (actor, critic1, critic2) = build_agent(settings, learning_rate, cql_tau)
         trackables = {"agent": agent, "actor_network": actor, "critic_network_1": critic1,
                       "critic_network_2": critic2}
-        it = iter(ds)
+        it = iter(strategy.distribute_datasets_from_function(dataset_fn))
 
-        @tf.function
-        def train_step():
-            batch = next(it)
+        def replica_step(batch):
             with tf.summary.record_if(False):
                 info = agent.train(cql_td3_agent.trajectory_from_batch(batch))
             out = {"loss": info.loss}
             out.update({k: tf.cast(v, tf.float32) for k, v in info.extra._asdict().items()})
             return out
     else:
-        ds = pipelines.pairs_dataset(arrays, batch_size=batch_size, seed=seed)
-        model = build_baseline(settings)
-        _build_baseline_variables(model, method)
-        optimizer = tf.keras.optimizers.Adam(learning_rate)
-        trackables = {"model": model, "optimizer": optimizer}
-        it = iter(ds)
+        def dataset_fn(input_context):
+            return pipelines.pairs_dataset(
+                arrays, batch_size=input_context.get_per_replica_batch_size(batch_size),
+                seed=distribute.shard_seed(seed, input_context))
 
-        @tf.function
-        def train_step():
-            batch = next(it)
+        with strategy.scope():
+            model = build_baseline(settings)
+            _build_baseline_variables(model, method)
+            optimizer = tf.keras.optimizers.Adam(learning_rate)
+        trackables = {"model": model, "optimizer": optimizer}
+        it = iter(strategy.distribute_datasets_from_function(dataset_fn))
+
+        def replica_step(batch):
             with tf.GradientTape() as tape:
                 losses = model.losses_for(batch, training=True)
+                # Optimizers sum the replicas' gradients: each replica's mean counts 1/replicas.
+                scaled = losses["loss"] / strategy.num_replicas_in_sync
             variables = model.trainable_variables
-            optimizer.apply_gradients(zip(tape.gradient(losses["loss"], variables), variables))
+            optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
             return losses
+
+    def distributed_step():
+        outs = strategy.run(replica_step, args=(next(it),))
+        return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
+                for k, v in outs.items()}
+
+    if agent_kind and replicas > 1:
+        # The actor's every-other-step update cannot be a tf.cond around an all-reduce: two
+        # compiled steps, chosen in Python (CqlTd3Agent.actor_update_decided_in_python).
+        def traced(update_actor):
+            @tf.function
+            def step_fn():
+                with agent.actor_update_decided_in_python(update_actor):
+                    return distributed_step()
+            return step_fn
+
+        with_actor, critic_only = traced(True), traced(False)
+
+        def train_step():
+            n = int(agent.train_step_counter.numpy())
+            return (with_actor if n % agent.actor_update_period == 0 else critic_only)()
+    else:
+        train_step = tf.function(distributed_step)
 
     before_save = None
     if bn_recalibration_batches > 0:

@@ -7,8 +7,10 @@ through :class:`~mbold_tf.utils.training.TrainingLoop` (resumable checkpoints in
 ``root_dir/train``) plus, every ``strip_every`` steps, a validation MSE and a strip image of real
 frames (top row) above closed-loop predictions (bottom row).
 
-One device: the default strategy; several visible GPUs: ``MirroredStrategy`` (the batch is the
-global batch). ``mixed_precision=True`` uses ``mixed_float16`` on GPU only (ignored on CPU);
+The strategy comes from :func:`mbold_tf.utils.distribute.strategy_from_environment`: one
+device, several GPUs (``MirroredStrategy``) or a ``TF_CONFIG`` cluster
+(``MultiWorkerMirroredStrategy``); ``batch_size`` is always the global batch, split evenly over
+the replicas, and each worker's input pipeline samples with its own seed. ``mixed_precision=True`` uses ``mixed_float16`` on GPU only (ignored on CPU);
 predictions and the loss stay float32.
 """
 from __future__ import annotations
@@ -25,17 +27,11 @@ from mbold_tf.data import pipelines
 from mbold_tf.data import rlds
 from mbold_tf.eval import predictor_eval
 from mbold_tf.models import video_predictor as vp
+from mbold_tf.utils import distribute
 from mbold_tf.utils import run_config
 from mbold_tf.utils import training
 
 LOSSES = ("l2", "l1")
-
-
-def _strategy() -> tf.distribute.Strategy:
-    gpus = tf.config.list_logical_devices("GPU")
-    if len(gpus) > 1:
-        return tf.distribute.MirroredStrategy()
-    return tf.distribute.get_strategy()
 
 
 def reconstruction_loss(targets, preds, loss: str = "l2"):
@@ -64,7 +60,13 @@ class PredictorTrainer:
             raise ValueError(f"Unknown loss {loss!r}; choose one of {LOSSES}.")
         self.root_dir = root_dir
         self.loss_name = loss
-        self.strategy = _strategy()
+        self.strategy = distribute.strategy_from_environment()
+        self.write_dir = distribute.worker_dir(root_dir)
+        replicas = self.strategy.num_replicas_in_sync
+        if batch_size % replicas:
+            raise training.SettingError(
+                f"train_predictor.batch_size = {batch_size} is the global batch and must split "
+                f"evenly over the {replicas} replicas; set it to a multiple of {replicas}.")
         on_gpu = bool(tf.config.list_logical_devices("GPU"))
         self.mixed = bool(mixed_precision and on_gpu)
         if mixed_precision and not on_gpu:
@@ -84,7 +86,8 @@ class PredictorTrainer:
                     int(arrays.actions.shape[-1]) if arrays is not None
                     else rlds.action_dim(dataset, data_dir))}
                 self.model = vp.VideoPredictor(**size)
-                run_config.check_or_write_config(root_dir, vp.KIND, self.model.settings())
+                run_config.check_or_write_config(self.write_dir, vp.KIND,
+                                                 self.model.settings())
                 self.model.build_variables()
                 optimizer = tf.keras.optimizers.Adam(learning_rate)
                 if self.mixed:
@@ -171,15 +174,20 @@ class PredictorTrainer:
         return out
 
     def train(self, strip_every: int = 0) -> Dict[str, float]:
-        stats = rlds.write_data_stats(self.root_dir, self.arrays("train"), self.dataset_name)
+        stats = rlds.write_data_stats(self.write_dir, self.arrays("train"), self.dataset_name)
         if stats["action_dim"] != self.model.action_dim:
             raise training.SettingError(
                 f"{self.dataset_name} has {stats['action_dim']}-D actions but the predictor is "
                 f"built for {self.model.action_dim}: set --gin_param=\"VideoPredictor.action_dim="
                 f"{stats['action_dim']}\".")
-        train_ds = self.strategy.experimental_distribute_dataset(
-            self._dataset(self.arrays("train"), self.batch_size, self.seed))
-        iterator = iter(train_ds)
+        train_arrays = self.arrays("train")
+
+        def dataset_fn(input_context):
+            per_replica = input_context.get_per_replica_batch_size(self.batch_size)
+            return self._dataset(train_arrays, per_replica,
+                                 distribute.shard_seed(self.seed, input_context))
+
+        iterator = iter(self.strategy.distribute_datasets_from_function(dataset_fn))
 
         @tf.function
         def compiled_step(batch):

@@ -17,6 +17,7 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from mbold_tf.utils import distribute
 from mbold_tf.utils import run_lock
 
 
@@ -100,6 +101,11 @@ class TrainingLoop:
         statistics, :mod:`mbold_tf.utils.batch_norm`).
       bounds: scalar name -> (low, high): a step whose scalar leaves this range raises
         NonFiniteLossError (the run diverged), e.g. Q-values far outside what the rewards allow.
+
+    In a multi-worker cluster (``TF_CONFIG``, :mod:`mbold_tf.utils.distribute`) every worker runs
+    the loop; all restore the chief's latest checkpoint in ``root_dir/ckpt``, all take part in each
+    save, but only the chief writes ``root_dir`` (the others write to a scratch directory that is
+    removed at the end) and only the chief writes summaries.
     """
 
     def __init__(self, root_dir: str, trackables: Mapping[str, tf.Module], step: tf.Variable,
@@ -116,20 +122,27 @@ class TrainingLoop:
         self.checkpoint_every = max(1, int(checkpoint_every))
         self.summary_every = max(1, int(summary_every))
         self.log_every = max(1, int(log_every))
-        _remove_temporaries(os.path.join(root_dir, "ckpt"))
+        self.task = distribute.task_info()
+        self.write_dir = distribute.worker_dir(root_dir, self.task)
+        self.chief_ckpt_dir = os.path.join(root_dir, "ckpt")
+        _remove_temporaries(os.path.join(self.write_dir, "ckpt"))
         self._trackables = dict(trackables)
         self.checkpoint = tf.train.Checkpoint(step=step, **self._trackables)
         self.manager = tf.train.CheckpointManager(
-            self.checkpoint, os.path.join(root_dir, "ckpt"), max_to_keep=max_to_keep)
-        self.writer = tf.summary.create_file_writer(os.path.join(root_dir, "train"))
+            self.checkpoint, os.path.join(self.write_dir, "ckpt"), max_to_keep=max_to_keep)
+        self.writer = (tf.summary.create_file_writer(os.path.join(root_dir, "train"))
+                       if self.task.is_chief else tf.summary.create_noop_writer())
 
     def restore(self) -> Optional[str]:
         """Restores the latest checkpoint if there is one; returns its path (or None)."""
-        latest = self.manager.latest_checkpoint
+        latest = tf.train.latest_checkpoint(self.chief_ckpt_dir)
         if latest:
             self.checkpoint.restore(latest).expect_partial()
             logging.info("Resumed from %s at step %d", latest, int(self.step.numpy()))
         return latest
+
+    def _last_good(self) -> str:
+        return tf.train.latest_checkpoint(self.chief_ckpt_dir) or "none"
 
     def save(self) -> str:
         """Writes a checkpoint at the current step (after ``before_save``) and returns its path.
@@ -143,7 +156,7 @@ class TrainingLoop:
         if bad:
             raise NonFiniteLossError(
                 f"Non-finite weights in {bad[:5]} at step {int(self.step.numpy())}; not saved. "
-                f"Last good checkpoint: {self.manager.latest_checkpoint or 'none'}. Lower the "
+                f"Last good checkpoint: {self._last_good()}. Lower the "
                 f"learning rate or check the input data, then rerun to resume from it.")
         self._saved_step = int(self.step.numpy())
         path = self.manager.save(checkpoint_number=self._saved_step)
@@ -160,11 +173,16 @@ class TrainingLoop:
         Raises NonFiniteLossError if a scalar is not finite: the message names the step and the
         last good checkpoint, and nothing is saved.
         """
-        with run_lock.hold(self.root_dir):
-            return self._run(train_step, summary_fn, summary_fn_every)
+        os.makedirs(self.write_dir, exist_ok=True)
+        try:
+            with run_lock.hold(self.write_dir):
+                return self._run(train_step, summary_fn, summary_fn_every)
+        finally:
+            if not self.task.is_chief:
+                distribute.clean_worker_dir(self.write_dir, self.root_dir)
 
     def _run(self, train_step, summary_fn, summary_fn_every) -> Dict[str, float]:
-        self.restore()
+        restored = self.restore()
         start_step = int(self.step.numpy())
         # Speed and ETA come from steady-state steps: the clock starts after the first step,
         # which traces and compiles the graph, and restarts at every log line.
@@ -196,13 +214,13 @@ class TrainingLoop:
                             + ", ".join(f"{k} = {v:.4g} (allowed {self.bounds[k]})"
                                         for k, v in out.items())
                             + f"; weights were not saved. Last good checkpoint: "
-                            f"{self.manager.latest_checkpoint or 'none'}. Lower the learning "
+                            f"{self._last_good()}. Lower the learning "
                             f"rate, then rerun to resume from it.")
                     if bad:
                         raise NonFiniteLossError(
                             f"Non-finite training scalars {bad} at step {step}; weights were "
                             f"not saved. Last good checkpoint: "
-                            f"{self.manager.latest_checkpoint or 'none'}. Lower the learning "
+                            f"{self._last_good()}. Lower the learning "
                             f"rate or check the input data, then rerun to resume from it.")
                     if step % self.summary_every == 0:
                         for k, v in last.items():
@@ -223,12 +241,18 @@ class TrainingLoop:
                         self.save()
             self.writer.flush()
             step = int(self.step.numpy())
-            if (step > start_step or not self.manager.latest_checkpoint) and \
+            if (step > start_step or not restored) and \
                     self._saved_step != step:  # not saved at this step yet
                 logging.info("step %d/%d: saving the final checkpoint...", step,
                              self.total_steps)
                 self.save()
         except KeyboardInterrupt:
+            if self.task.num_workers > 1:
+                # A save is a collective of all workers; one interrupted worker cannot make it.
+                logging.warning("Interrupted at step %d; a multi-worker run resumes from the "
+                                "chief's last checkpoint (%s) when all workers are restarted.",
+                                int(self.step.numpy()), self._last_good())
+                raise
             logging.warning("Interrupted at step %d; saving a checkpoint before exiting.",
                             int(self.step.numpy()))
             self.save()
