@@ -16,6 +16,12 @@ and GIFs under --out and prints the table: success % with Wilson 95% intervals, 
 comparisons on the same goals and seeds, and with the simulator, which part of each cost's gap
 to the best simulator planner is the predictor's and which the cost's. A rerun with the same
 --out, goals and seeds resumes after the finished (method, model, seed) blocks.
+
+On Apache Beam (one element per episode; each worker loads the models once; the same
+results.json, which launch.report reads either way):
+
+    python -m launch.evaluate ... \
+        --beam_pipeline_options="runner=DirectRunner,direct_num_workers=2,direct_running_mode=multi_processing"
 """
 import os
 import shlex
@@ -29,6 +35,7 @@ import gin
 from mbold_tf.envs import goals
 from mbold_tf.eval import policy_eval
 from mbold_tf.planning import factory
+from mbold_tf.utils import beam
 from mbold_tf.utils import run_config
 from mbold_tf import configurables  # noqa: F401  (registers every gin configurable)
 
@@ -52,6 +59,11 @@ flags.DEFINE_string("gcbc_dir", None, "GCBC baseline run.")
 flags.DEFINE_string("out", "artifacts/eval", "Output directory.")
 flags.DEFINE_multi_string("gin_file", [], "Gin files (e.g. gin/presets/cpu/planner.gin).")
 flags.DEFINE_multi_string("gin_param", [], "Gin bindings.")
+flags.DEFINE_string("beam_pipeline_options", None,
+                    "Run the episodes as an Apache Beam pipeline with these options, comma-"
+                    "separated key=value (as TFDS' CLI), e.g. 'runner=DirectRunner,"
+                    "direct_num_workers=2,direct_running_mode=multi_processing'; run dirs and "
+                    "--out must be paths every worker can reach.")
 FLAGS = flags.FLAGS
 
 
@@ -60,7 +72,7 @@ def main(argv):
     try:
         run()
     except (policy_eval.EvaluationSetupError, run_config.ConfigMismatchError,
-            FileNotFoundError) as e:
+            FileNotFoundError, beam.BeamOptionsError) as e:
         sys.exit(f"launch.evaluate: {e}")
 
 
@@ -75,14 +87,21 @@ def run():
                                            hard=FLAGS.hard, seed=FLAGS.goal_seed)
     model_dirs = {"predictor": FLAGS.predictor_dir, "distance": FLAGS.distance_dir,
                   "vae": FLAGS.vae_dir, "temporal": FLAGS.temporal_dir, "gcbc": FLAGS.gcbc_dir}
-    models = factory.load_models(**{f"{k}_dir": v for k, v in model_dirs.items()})
     logging.info("Evaluating %s with %s on %d %s goals × %d seeds", FLAGS.methods, FLAGS.models,
                  len(goal_set), goal_set.task, FLAGS.seeds)
     command = "python -m launch.evaluate " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    policy_eval.evaluate_methods(goal_set, FLAGS.methods, models, list(range(FLAGS.seeds)),
-                                 FLAGS.out, num_gifs=FLAGS.num_gifs,
-                                 planning_models=FLAGS.models, command=command,
-                                 planner_gin_files=FLAGS.gin_file, model_dirs=model_dirs)
+    if FLAGS.beam_pipeline_options is not None:
+        from mbold_tf.eval import beam_eval  # pylint: disable=g-import-not-at-top
+        beam_eval.evaluate_methods_on_beam(
+            goal_set, FLAGS.methods, model_dirs, list(range(FLAGS.seeds)), FLAGS.out,
+            FLAGS.beam_pipeline_options, num_gifs=FLAGS.num_gifs, planning_models=FLAGS.models,
+            command=command, planner_gin_files=FLAGS.gin_file)
+    else:
+        models = factory.load_models(**{f"{k}_dir": v for k, v in model_dirs.items()})
+        policy_eval.evaluate_methods(goal_set, FLAGS.methods, models, list(range(FLAGS.seeds)),
+                                     FLAGS.out, num_gifs=FLAGS.num_gifs,
+                                     planning_models=FLAGS.models, command=command,
+                                     planner_gin_files=FLAGS.gin_file, model_dirs=model_dirs)
     with open(os.path.join(FLAGS.out, policy_eval.TABLE_NAME)) as f:
         print(f.read())
     print(f"Results in {os.path.abspath(os.path.join(FLAGS.out, policy_eval.RESULTS_NAME))}; "

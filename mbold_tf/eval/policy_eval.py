@@ -19,18 +19,13 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from absl import logging
 import gin
-from tf_agents.specs import tensor_spec
 
-from mbold_tf.envs import goal_env
 from mbold_tf.envs import goals as goals_lib
-from mbold_tf.envs import simulator as simulator_lib
-from mbold_tf.envs import tasks
-from mbold_tf.eval import goal_eval
+from mbold_tf.eval import episode_runner
 from mbold_tf.eval import report
 from mbold_tf.eval import results as results_lib
 from mbold_tf.planning import cem
 from mbold_tf.planning import factory
-from mbold_tf.planning import policies
 
 RESULTS_NAME = "results.json"
 TABLE_NAME = "table.md"
@@ -72,7 +67,7 @@ def planner_config() -> Dict[str, Any]:
     return config
 
 
-def _resumable(out_dir: str, header: Mapping[str, Any]) -> List[Dict[str, Any]]:
+def resumable(out_dir: str, header: Mapping[str, Any]) -> List[Dict[str, Any]]:
     """Episodes of an earlier run in ``out_dir`` over the same goals and planner, for the seeds
     this run asks for (so ``--seeds=1`` can be extended to ``--seeds=3``), else []."""
     path = os.path.join(out_dir, RESULTS_NAME)
@@ -113,60 +108,51 @@ def evaluate_methods(goal_set: goals_lib.GoalSet, methods: Sequence[str],
       the results file's content: {'format', 'version', 'header', 'episodes'}.
     """
     cells = evaluation_grid(methods, planning_models)
-    if not cells:
-        raise EvaluationSetupError("No methods to evaluate.")
-    for method, model in cells:  # fail before any episode runs
-        need = [k for k in factory.requires(method, "predictor" if model == "none" else model)
-                if k != "simulator"]
-        missing = [k for k in need if models.get(k) is None]
-        if missing:
-            raise EvaluationSetupError(f"Method {method!r} needs trained model(s) {missing}; pass their "
-                             f"run directories (e.g. --{missing[0]}_dir).")
+    check_models(cells, {k for k, v in models.items() if v is not None})
     indices = list(goal_indices if goal_indices is not None else range(len(goal_set)))
     header = results_lib.make_header(
         goal_set.task, goal_set.hard, goal_set.seed, len(goal_set), indices, seeds, command,
         planner_gin_files, planner_config(), model_dirs or {})
-    episodes = _resumable(out_dir, header)
+    episodes = resumable(out_dir, header)
     done = {(e["method"], e["model"], e["seed"]) for e in episodes}
     path = os.path.join(out_dir, RESULTS_NAME)
-    env = goal_env.GoalConditionedPyEnvironment(goal_set)
-    simulator = None
-    time_step_spec = tensor_spec.from_spec(env.time_step_spec())
-    action_spec = tensor_spec.from_spec(env.action_spec())
-    init_std = tasks.task_spec(goal_set.task).collection_std
+    runner = episode_runner.EpisodeRunner(goal_set, models)
     try:
-        if any(model == "simulator" for _, model in cells):
-            simulator = simulator_lib.SimulatorRollouts(env)
-            models = dict(models, simulator=simulator)
         for seed in seeds:  # seed-major: after each seed every cell has the same episodes
             for method, model in cells:
-                cost = factory.PLANNER_COST.get(method, "none")
                 if (method, model, seed) in done:
                     continue
                 t0 = time.time()
-                tf_pol = factory.make_policy(method, time_step_spec, action_spec, init_std,
-                                             models, seed=seed,
-                                             model="predictor" if model == "none" else model)
-                policy = policies.as_py_policy(tf_pol)
-                tag = f"{method}_seed{seed}_" if model in ("none", "predictor") else \
-                    f"{method}_{model}_seed{seed}_"
-                rows = goal_eval.evaluate_py_policy(
-                    env, policy, indices, gif_dir=os.path.join(out_dir, "gifs"),
-                    num_gifs=num_gifs if seed == seeds[0] else 0, tag=tag,
-                    title=f"{report.cell_name((method, model))}, seed {seed},")
-                episodes += [results_lib.episode_record(method, model, cost, seed, r,
-                                                        r["seconds"]) for r in rows]
+                records = runner.run_goals(method, model, seed, indices,
+                                           gif_dir=os.path.join(out_dir, "gifs"),
+                                           num_gifs=num_gifs if seed == seeds[0] else 0)
+                episodes += records
                 results_lib.write_results(path, header, episodes)
-                rate = sum(r["success"] for r in rows) / max(len(indices), 1)
+                rate = sum(r["success"] for r in records) / max(len(indices), 1)
                 logging.info("%s: seed %d: success %.1f%% over %d goals (%.1f s/episode)",
                              report.cell_name((method, model)), seed, 100 * rate, len(indices),
                              (time.time() - t0) / max(len(indices), 1))
     finally:
-        env.close()
-        if simulator is not None:
-            logging.info("Simulator model: %d rollout calls, %.3f s per call",
-                         simulator.calls, simulator.seconds / max(simulator.calls, 1))
-            simulator.close()
+        runner.close()
+    return write_table(out_dir, path)
+
+
+def check_models(cells: Sequence[Tuple[str, str]], available: set) -> None:
+    """Raises EvaluationSetupError, before any episode runs, when a cell needs a trained model
+    whose role is not in ``available`` (the simulator is built, never trained)."""
+    if not cells:
+        raise EvaluationSetupError("No methods to evaluate.")
+    for method, model in cells:
+        need = [k for k in factory.requires(method, "predictor" if model == "none" else model)
+                if k != "simulator"]
+        missing = [k for k in need if k not in available]
+        if missing:
+            raise EvaluationSetupError(f"Method {method!r} needs trained model(s) {missing}; "
+                                       f"pass their run directories (e.g. --{missing[0]}_dir).")
+
+
+def write_table(out_dir: str, path: str) -> Dict[str, Any]:
+    """Renders ``out_dir/table.md`` from the results file at ``path``; returns its content."""
     data = results_lib.load_results(path)
     with open(os.path.join(out_dir, TABLE_NAME), "w") as f:
         f.write(report.render_one(data))
