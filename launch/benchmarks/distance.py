@@ -3,7 +3,9 @@
 Random uint8 images (no dataset needed). Train steps: ``CqlTd3Agent.train`` on 2-step
 trajectories at batch 64 (paper networks, App. A.1, and the CPU preset's 2-layer MLPs).
 Q evaluations: ``LearnedDistance.q_values`` (actor action, min of twin critics) at batch 2600
-= 200 CEM samples × 13 predicted frames, uint8 and float32 inputs.
+= 200 CEM samples × 13 predicted frames, uint8 and float32 inputs. Both report their counted
+FLOPs (:mod:`mbold_tf.utils.flops`: one train step's graph, one Q evaluation) and the achieved
+GFLOP/s as a fraction of this CPU's fp32 peak.
 """
 import time
 
@@ -14,6 +16,7 @@ from mbold_tf.agents import cql_td3_agent
 from mbold_tf.agents import distances
 from mbold_tf.models import distance_networks as dn
 from mbold_tf.training import distance as distance_training
+from mbold_tf.utils import flops
 
 
 def _batch(rng, b):
@@ -50,7 +53,16 @@ def _one(networks, quick, rng):
     q_u8 = _rate(lambda: ld.q_values(img, goal).numpy(), 2 if quick else 5) * b
     imgf, goalf = img.astype(np.float32) / 255, goal.astype(np.float32) / 255
     q_f32 = _rate(lambda: ld.q_values(imgf, goalf).numpy(), 2 if quick else 5) * b
+    train_flops = flops.graph_flops(lambda: agent.train(traj).loss)
+    # The compiled Q of uint8 inputs, unwrapped: the profiler counts ops of the top graph only.
+    q_fn = ld._q_policy["uint8"].python_function  # pylint: disable=protected-access
+    q_flops = flops.graph_flops(q_fn, tf.TensorSpec([2, 64, 64, 3], tf.uint8),
+                                tf.TensorSpec([2, 64, 64, 3], tf.uint8)) / 2
     return {"train_steps_per_s_batch64": round(steps, 2), "train_trace_s": round(trace_s, 1),
+            "train_gflop_per_step": round(train_flops / 1e9, 3),
+            "train_utilisation": flops.utilisation(train_flops * steps, 1.0),
+            "q_mflop_per_eval": round(q_flops / 1e6, 2),
+            "q_utilisation": flops.utilisation(q_flops * q_u8, 1.0),
             f"q_evals_per_s_batch{b}_uint8": round(q_u8, 1),
             f"q_evals_per_s_batch{b}_float32": round(q_f32, 1),
             "cem_iteration_q_s": round(b / q_u8, 3)}
