@@ -43,15 +43,18 @@ def _batches(make_batch, seed: int):
 
 # Batch, window and seed belong to the training entry point (train_predictor.batch_size; the
 # model's context and horizon): a gin binding of them here is an error, not a silent no-op.
-@gin.configurable(denylist=["arrays", "batch_size", "context", "horizon", "seed"])
+@gin.configurable(denylist=["arrays", "batch_size", "context", "horizon", "seed",
+                            "with_step_index"])
 def predictor_dataset(arrays: EpisodeArrays, batch_size: int = 16, context: int = 1,
-                      horizon: int = 13, seed: int = 0) -> tf.data.Dataset:
+                      horizon: int = 13, seed: int = 0,
+                      with_step_index: bool = False) -> tf.data.Dataset:
     """Windows for the video predictor.
 
     Elements: ``{'images': uint8 [B, C+h, 64, 64, 3], 'actions': float32 [B, h, A]}`` where
     ``actions[:, i]`` moves ``images[:, C-1+i]`` to ``images[:, C+i]`` (C = context, h =
     horizon): the context frames s_{t-C+1..t}, the actions a_{t:t+h} and the targets
-    s_{t+1..t+h}.
+    s_{t+1..t+h}. ``with_step_index`` adds ``'step_index'``: int64 [B, C+h], each image's row
+    in ``arrays`` (for evaluation tools that look up per-step data, e.g. privileged positions).
     """
     span = context + horizon  # observations per window
     t = arrays.step_time()
@@ -67,8 +70,11 @@ def predictor_dataset(arrays: EpisodeArrays, batch_size: int = 16, context: int 
 
     def make_batch(seed_pair):
         s = _uniform_choice(seed_pair, starts_t, batch_size)[:, None]
-        return {"images": tf.gather(c["images"], s + frame_offsets),
-                "actions": tf.gather(c["actions"], s + action_offsets)}
+        out = {"images": tf.gather(c["images"], s + frame_offsets),
+               "actions": tf.gather(c["actions"], s + action_offsets)}
+        if with_step_index:
+            out["step_index"] = s + frame_offsets
+        return out
 
     return _batches(make_batch, seed)
 
