@@ -196,7 +196,10 @@ def test_report_splits_the_gap_between_predictor_and_cost():
     assert (p["method"], p["best_method"]) == ("mbold", "privileged")
     assert p["gap"] == pytest.approx(0.6)
     assert p["predictor_share"] == pytest.approx(0.3) and p["cost_share"] == pytest.approx(0.3)
+    # success 0.1 with the predictor, 0.4 with the simulator: the predictor keeps 25% of it
+    assert p["predictor_over_simulator"] == pytest.approx(p["predictor"] / p["simulator"])
     text = report.render_one(data)
+    assert f"| {100 * p['predictor_over_simulator']:.0f}% |" in text
     assert "| 30.0 (50% of the gap) | 30.0 (50% of the gap) |" in text
     assert "| MBOLD · video predictor | MBOLD · simulator (privileged) | 10 |" in text
 

@@ -151,7 +151,8 @@ def decomposition(rows: Sequence[Mapping[str, Any]]) -> List[Dict[str, Any]]:
     simulator), best_method / best (the best success of any cost with the simulator), gap
     (best − predictor), predictor_share (simulator − predictor: what a perfect predictor would
     add) and cost_share (best − simulator: what the best cost adds on perfect frames), in
-    success-rate units.
+    success-rate units, and predictor_over_simulator (the planner's success with the predictor
+    as a share of its success with the simulator; None when the latter is 0).
     """
     by_cell = {(r["method"], r["model"]): r for r in rows}
     sims = [r for r in rows if r["model"] == "simulator"]
@@ -167,7 +168,9 @@ def decomposition(rows: Sequence[Mapping[str, Any]]) -> List[Dict[str, Any]]:
                     "simulator": sim["success"], "best_method": best["method"],
                     "best": best["success"], "gap": best["success"] - r["success"],
                     "predictor_share": sim["success"] - r["success"],
-                    "cost_share": best["success"] - sim["success"]})
+                    "cost_share": best["success"] - sim["success"],
+                    "predictor_over_simulator": (r["success"] / sim["success"]
+                                                 if sim["success"] > 0 else None)})
     return out
 
 
@@ -180,13 +183,15 @@ def decomposition_table(rows: Sequence[Mapping[str, Any]]) -> List[str]:
     def share(x, gap):
         return f"{_pct(x)}" + (f" ({100 * x / gap:.0f}% of the gap)" if gap > 0 else "")
 
-    lines = ["| cost | success with predictor % | with simulator % | best with simulator % | "
-             "gap (points) | predictor's part | cost's part |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| cost | success with predictor % | with simulator % | predictor / simulator | "
+             "best with simulator % | gap (points) | predictor's part | cost's part |",
+             "|---|---|---|---|---|---|---|---|"]
     for p in parts:
+        ratio = p["predictor_over_simulator"]
         lines.append(
             f"| {COST_NAMES.get(p['cost'], p['cost'])} ({METHOD_NAMES.get(p['method'])}) | "
-            f"{_pct(p['predictor'])} | {_pct(p['simulator'])} | {_pct(p['best'])} "
+            f"{_pct(p['predictor'])} | {_pct(p['simulator'])} | "
+            f"{'—' if ratio is None else f'{100 * ratio:.0f}%'} | {_pct(p['best'])} "
             f"({METHOD_NAMES.get(p['best_method'], p['best_method'])}) | {_pct(p['gap'])} | "
             f"{share(p['predictor_share'], p['gap'])} | {share(p['cost_share'], p['gap'])} |")
     return lines
