@@ -188,6 +188,29 @@ def _sample_results():
             "episodes": eps}
 
 
+def test_report_draws_a_training_length_curve_from_files_that_differ_in_steps():
+    def run(steps, rate_shift=0):
+        data = copy.deepcopy(_sample_results())
+        data["header"]["models"] = {"distance": {"dir": f"d{steps}", "step": steps,
+                                                 "dataset": "reach_cpu"}}
+        for e in data["episodes"]:
+            if e["method"] == "mbold" and e["model"] == "simulator":
+                e["success"] = int(e["goal_index"] < 6 + rate_shift)
+        return data
+
+    files = [("b.json", run(30000, 2)), ("a.json", run(3000))]
+    text = "\n".join(report.curve_tables(files))
+    assert "| distance steps |" in text
+    rows = [line for line in text.splitlines() if line.startswith("| 3") and "json" in line]
+    assert [r.split(" | ")[0] for r in rows] == ["| 3000", "| 30000"]  # sorted by steps
+    assert "60.0 [31.3, 83.2] (10)" in rows[0] and "80.0 [49.0, 94.3] (10)" in rows[1]
+    # Other goals: no curve; same steps twice: no curve.
+    other = run(10000)
+    other["header"]["goal_indices"] = list(range(5))
+    assert report.curve_tables([("a.json", run(3000)), ("c.json", other)]) == []
+    assert report.curve_tables([("a.json", run(3000)), ("d.json", run(3000))]) == []
+
+
 def test_report_splits_the_gap_between_predictor_and_cost():
     data = _sample_results()
     parts = report.decomposition(report.summary_rows(data["episodes"]))
@@ -196,7 +219,7 @@ def test_report_splits_the_gap_between_predictor_and_cost():
     assert (p["method"], p["best_method"]) == ("mbold", "privileged")
     assert p["gap"] == pytest.approx(0.6)
     assert p["predictor_share"] == pytest.approx(0.3) and p["cost_share"] == pytest.approx(0.3)
-    # success 0.1 with the predictor, 0.4 with the simulator: the predictor keeps 25% of it
+    # success 0.3 with the predictor, 0.6 with the simulator: the predictor keeps 50% of it
     assert p["predictor_over_simulator"] == pytest.approx(p["predictor"] / p["simulator"])
     text = report.render_one(data)
     assert f"| {100 * p['predictor_over_simulator']:.0f}% |" in text

@@ -226,9 +226,62 @@ def render_one(data: Mapping[str, Any], title: Optional[str] = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _model_steps(header: Mapping[str, Any]) -> Tuple[Tuple[str, Any], ...]:
+    return tuple((role, run["step"]) for role, run in sorted(header["models"].items()) if run)
+
+
+def _setting_key(header: Mapping[str, Any]):
+    """What must agree for files to form a curve: task, goals, seeds, planner, the models' runs'
+    datasets (everything but the training steps)."""
+    cfg = tuple(sorted((header.get("planner_config") or {}).items()))
+    datasets = tuple((r, (run or {}).get("dataset")) for r, run in sorted(header["models"].items()))
+    return (header["task"], header["hard"], header["goal_seed"], tuple(header["goal_indices"]),
+            tuple(header["seeds"]), cfg, datasets)
+
+
+def curve_tables(files: Sequence[Tuple[str, Mapping[str, Any]]]) -> List[str]:
+    """Markdown: success % [95% CI] of every cell against the models' training steps, one table
+    per group of ≥ 2 files over the same goals, seeds, planner and datasets whose models differ
+    in training steps (a training-length curve); [] when there is none."""
+    groups: Dict[Any, List[Tuple[str, Mapping[str, Any]]]] = collections.OrderedDict()
+    for path, data in files:
+        groups.setdefault(_setting_key(data["header"]), []).append((path, data))
+    lines: List[str] = []
+    for key, members in groups.items():
+        if len(members) < 2 or len({_model_steps(d["header"]) for _, d in members}) < 2:
+            continue
+        members = sorted(members, key=lambda m: [s if s is not None else -1
+                                                for _, s in _model_steps(m[1]["header"])])
+        cells = list(collections.OrderedDict.fromkeys(
+            c for _, d in members for c in _cells(d["episodes"])))
+        roles = [r for r, _ in _model_steps(members[0][1]["header"])]
+        lines += [f"### Training-length curve: {key[0]}, {len(key[3])} goals × {len(key[4])} "
+                  f"seed{'s' if len(key[4]) != 1 else ''}", "",
+                  "Success % [95% CI] (n) against each model's training steps, from the files "
+                  "below on the same goals, seeds and planner:", "",
+                  "| " + " | ".join(f"{r} steps" for r in roles) + " | " +
+                  " | ".join(cell_name(c) for c in cells) + " | file |",
+                  "|" + "---|" * (len(roles) + len(cells) + 1)]
+        for path, data in members:
+            by_cell = {(r["method"], r["model"]): r for r in summary_rows(data["episodes"])}
+            steps = dict(_model_steps(data["header"]))
+            row = [str(steps.get(r, "—")) for r in roles]
+            for c in cells:
+                r = by_cell.get(c)
+                row.append("—" if r is None else f"{_pct(r['success'])} [{_pct(r['ci_low'])}, "
+                           f"{_pct(r['ci_high'])}] ({r['n']})")
+            lines.append("| " + " | ".join(row) + f" | `{path}` |")
+        lines.append("")
+    return lines
+
+
 def render(files: Sequence[Tuple[str, Mapping[str, Any]]], preamble: str = "") -> str:
-    """Markdown for several ``(path, data)`` results, each section naming its file."""
+    """Markdown for several ``(path, data)`` results, each section naming its file; training-
+    length curves (:func:`curve_tables`) come first."""
     sections = [preamble.rstrip() + "\n"] if preamble else []
+    curves = curve_tables(files)
+    if curves:
+        sections.append("\n".join(curves))
     for path, data in files:
         sections.append(render_one(data) + f"\nFrom `{path}`.\n")
     return "\n".join(sections)
