@@ -2,7 +2,8 @@
 
 For the CPU preset (gin/presets/cpu/predictor.gin) and the paper scale (gin/paper/predictor.gin):
 training steps/s at the preset's batch size (random frames and actions, the real train step with
-scheduled sampling and Adam), and closed-loop prediction throughput in predicted frames/s at
+scheduled sampling and Adam), for the CPU preset also at batch 4–32 (frames/s and the share of
+peak), and closed-loop prediction throughput in predicted frames/s at
 B = 200, h = 13 (the planner's batch: 200 CEM samples). Also the XLA (``jit_compile=True``) vs
 graph ratio of prediction, measured in the same run, and the trace/compile time of each.
 Prediction reports its counted forward FLOPs per frame and the achieved GFLOP/s as a fraction
@@ -103,6 +104,18 @@ def run(quick: bool = False) -> dict:
             "horizon", "context")}}
         steps = 2 if (quick or scale == "paper") else 10
         entry["train"] = _train_rate(settings, train_batch, steps)
+        if scale == "cpu":
+            # What a training minute buys at each batch size: frames/s and the share of peak
+            # (training FLOPs ≈ 3 × the forward pass's).
+            per_frame = frame_flops(vp.VideoPredictor(**settings).build_variables())
+            sweep = {}
+            for b in ((4, 8) if quick else (4, 8, 16, 32)):
+                r = _train_rate(settings, b, steps)
+                frames_per_s = r["steps_per_s"] * b * settings["horizon"]
+                sweep[str(b)] = {"steps_per_s": r["steps_per_s"],
+                                 "frames_per_s": round(frames_per_s, 1),
+                                 **flops.utilisation(3 * per_frame * frames_per_s, 1.0)}
+            entry["train_batch_sweep"] = sweep
         entry["predict"] = {"batch": batch, "horizon": settings["horizon"]}
         entry["predict"]["graph"] = _predict_rate(dict(settings, jit_compile=False), batch,
                                                   1 if scale == "paper" else 3)
