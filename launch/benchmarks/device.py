@@ -19,11 +19,10 @@ and reports what it skipped.
 """
 import time
 
-import gin
 import numpy as np
 import tensorflow as tf
 
-from mbold_tf.training import predictor as tp
+from mbold_tf.models import video_predictor as vp
 from mbold_tf.utils import flops
 from launch.benchmarks import distance as distance_benchmark
 from launch.benchmarks import planner as planner_benchmark
@@ -53,40 +52,6 @@ def _fraction(flop_count: float, seconds: float, peak_gflops) -> dict:
             "fraction_of_peak": round(achieved / peak_gflops, 4) if peak_gflops else None}
 
 
-def _train_rate(settings: dict, batch: int, steps: int, mixed: bool, jit: bool) -> dict:
-    """Steps/s of the predictor's real train step on random data (float32/mixed/XLA)."""
-    import tempfile  # pylint: disable=g-import-not-at-top
-    with tempfile.TemporaryDirectory() as root:
-        gin.clear_config()
-        for k, v in settings.items():
-            gin.bind_parameter(f"VideoPredictor.{k}", v)
-        try:
-            trainer = tp.PredictorTrainer(root, "unused", None, steps, batch, 1e-3, "l2", 0,
-                                          10 ** 9, 10 ** 9, 10 ** 9, mixed)
-        finally:
-            gin.clear_config()
-        m = trainer.model
-        rng = np.random.default_rng(0)
-        data = {"images": tf.constant(rng.integers(
-                    0, 256, (batch, m.context + m.horizon, 64, 64, 3), dtype=np.uint8)),
-                "actions": tf.constant(rng.uniform(-1, 1, (batch, m.horizon, m.action_dim)),
-                                       tf.float32)}
-        step_fn = tf.function(lambda b: trainer._replica_step(b, trainer.step),  # pylint: disable=protected-access
-                              jit_compile=jit)
-        t0 = time.perf_counter()
-        step_fn(data)["loss"].numpy()
-        first = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            step_fn(data)["loss"].numpy()
-        seconds = (time.perf_counter() - t0) / steps
-        # Training ≈ 3× the forward FLOPs (forward, and two for the backward pass).
-        train_flops = 3 * predictor_benchmark.frame_flops(m) * batch * m.horizon
-    return {"mixed_precision": trainer.mixed, "xla": jit, "batch": batch,
-            "steps_per_s": round(1 / seconds, 2), "first_step_s": round(first, 1),
-            "train_flops_per_step": int(train_flops), "seconds_per_step": round(seconds, 4)}
-
-
 def run(quick: bool = False) -> dict:
     t_start = time.time()
     device = _device()
@@ -105,6 +70,9 @@ def run(quick: bool = False) -> dict:
     settings, batch = predictor_benchmark._settings(path)  # pylint: disable=protected-access
     steps = 2 if quick or device["kind"] == "CPU" else 20
     out["predictor_train"] = {}
+    # Training ≈ 3× the forward FLOPs (forward, and two for the backward pass).
+    train_flops = int(3 * predictor_benchmark.frame_flops(
+        vp.VideoPredictor(**settings).build_variables()) * batch * settings["horizon"])
     for label, mixed, jit in (("float32", False, False), ("mixed_precision", True, False),
                               ("xla", False, True)):
         if left() < 60:
@@ -114,10 +82,11 @@ def run(quick: bool = False) -> dict:
             out["predictor_train"][label] = "GPU only (mixed_float16 is not used on the CPU)"
             continue
         try:
-            r = _train_rate(settings, batch, steps, mixed, jit)
+            r = predictor_benchmark.train_rate(settings, batch, steps, mixed, jit)
         except (tf.errors.OpError, ValueError) as e:  # e.g. an op XLA cannot compile
             out["predictor_train"][label] = f"failed: {type(e).__name__}: {str(e)[:200]}"
             continue
+        r["train_flops_per_step"] = train_flops
         peak = (device.get("peak_gflops_fp16_tensor") if mixed else
                 device.get("peak_gflops_fp32", device.get("peak_gflops")))
         r.update(_fraction(r["train_flops_per_step"], r["seconds_per_step"], peak))

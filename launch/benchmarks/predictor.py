@@ -64,15 +64,16 @@ def frame_flops(model) -> float:
     return n / (2 * model.horizon)
 
 
-def _train_rate(settings, batch: int, steps: int) -> dict:
-    """Steps/s of the real train step on random data (no input pipeline)."""
+def train_rate(settings, batch: int, steps: int, mixed: bool = False, jit: bool = False) -> dict:
+    """Steps/s of the real train step on random data (no input pipeline); ``mixed``:
+    mixed_float16 (GPU only), ``jit``: the step compiled with XLA."""
     with tempfile.TemporaryDirectory() as root:
         gin.clear_config()
         for k, v in settings.items():
             gin.bind_parameter(f"VideoPredictor.{k}", v)
         try:
             trainer = tp.PredictorTrainer(root, "unused", None, steps, batch, 1e-3, "l2", 0,
-                                          10 ** 9, 10 ** 9, 10 ** 9, False)
+                                          10 ** 9, 10 ** 9, 10 ** 9, mixed)
         finally:
             gin.clear_config()
         m = trainer.model
@@ -81,7 +82,8 @@ def _train_rate(settings, batch: int, steps: int) -> dict:
                     0, 256, (batch, m.context + m.horizon, 64, 64, 3), dtype=np.uint8)),
                 "actions": tf.constant(rng.uniform(-1, 1, (batch, m.horizon, m.action_dim)),
                                        tf.float32)}
-        step_fn = tf.function(lambda b: trainer._replica_step(b, trainer.step))
+        step_fn = tf.function(lambda b: trainer._replica_step(b, trainer.step),  # pylint: disable=protected-access
+                              jit_compile=jit)
         t0 = time.perf_counter()
         step_fn(data)["loss"].numpy()
         first = time.perf_counter() - t0
@@ -90,7 +92,9 @@ def _train_rate(settings, batch: int, steps: int) -> dict:
             step_fn(data)["loss"].numpy()
         seconds = time.perf_counter() - t0
     return {"batch": batch, "steps_per_s": round(steps / seconds, 3),
-            "first_step_s": round(first, 1), "steps_timed": steps}
+            "first_step_s": round(first, 1), "steps_timed": steps,
+            "seconds_per_step": round(seconds / steps, 4), "mixed_precision": trainer.mixed,
+            "xla": jit}
 
 
 def run(quick: bool = False) -> dict:
@@ -103,14 +107,14 @@ def run(quick: bool = False) -> dict:
             "width", "norm", "transform", "num_transformed", "full_resolution_heads",
             "horizon", "context")}}
         steps = 2 if (quick or scale == "paper") else 10
-        entry["train"] = _train_rate(settings, train_batch, steps)
+        entry["train"] = train_rate(settings, train_batch, steps)
         if scale == "cpu":
             # What a training minute buys at each batch size: frames/s and the share of peak
             # (training FLOPs ≈ 3 × the forward pass's).
             per_frame = frame_flops(vp.VideoPredictor(**settings).build_variables())
             sweep = {}
             for b in ((4, 8) if quick else (4, 8, 16, 32)):
-                r = _train_rate(settings, b, steps)
+                r = train_rate(settings, b, steps)
                 frames_per_s = r["steps_per_s"] * b * settings["horizon"]
                 sweep[str(b)] = {"steps_per_s": r["steps_per_s"],
                                  "frames_per_s": round(frames_per_s, 1),
