@@ -139,12 +139,12 @@ def control_metrics(predictor, probe: PositionProbe, arrays: rlds.EpisodeArrays,
         pred = predictor.predict(images[:, :c], batch["actions"]).numpy()
         real = images[:, c:].numpy()
         b = real.shape[0]
+        static = probe.split(positions[:, c - 1])  # where the context frame has everything
         for t in range(h):
             truth = positions[:, c + t]
             for name, frames in (("predicted", pred[:, t]), ("real", real[:, t])):
                 for k, v in position_errors(probe, frames, truth).items():
                     sums[k][name][t] += v.sum()
-            static = probe.split(positions[:, c - 1])
             true_t = probe.split(truth)
             for k in probe.keys:
                 sums[k]["static"][t] += np.linalg.norm(static[k] - true_t[k],
