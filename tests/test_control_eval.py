@@ -211,6 +211,26 @@ def test_report_draws_a_training_length_curve_from_files_that_differ_in_steps():
     assert report.curve_tables([("a.json", run(3000)), ("d.json", run(3000))]) == []
 
 
+def test_report_combines_files_of_other_methods_on_the_same_goals():
+    planners = _sample_results()  # MBOLD, true distance, random
+    baselines = copy.deepcopy(_sample_results())
+    baselines["episodes"] = [dict(e, method="gcbc", model="none", cost="none",
+                                  success=float(e["goal_index"] < 5))
+                             for e in baselines["episodes"] if e["method"] == "random"]
+    text = "\n".join(report.method_tables([("p.json", planners), ("b.json", baselines)]))
+    assert "### All methods: reach, 10 goals × 1 seed" in text
+    gcbc = [line for line in text.splitlines() if line.startswith("| GCBC | — |")]
+    assert len(gcbc) == 1 and gcbc[0].endswith("`b.json` |") and "50.0 [23.7, 76.3]" in gcbc[0]
+    # MBOLD (30%) against GCBC (50%), and GCBC against random (0%): 5 wins of 10.
+    assert "| MBOLD · video predictor | GCBC | 10 | -20.0 " in text
+    assert "| GCBC | random | 10 | +50.0 " in text and "| 5 / 0 |" in text
+    # Other goals, or a cell in both files: not combined.
+    other = copy.deepcopy(baselines)
+    other["header"]["goal_indices"] = list(range(5))
+    assert report.method_tables([("p.json", planners), ("o.json", other)]) == []
+    assert report.method_tables([("p.json", planners), ("q.json", planners)]) == []
+
+
 def test_report_splits_the_gap_between_predictor_and_cost():
     data = _sample_results()
     parts = report.decomposition(report.summary_rows(data["episodes"]))

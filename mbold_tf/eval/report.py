@@ -26,7 +26,9 @@ from mbold_tf.eval import stats
 
 METHOD_NAMES = {"mbold": "MBOLD", "vf": "Visual Foresight", "q_only": "Q-function only",
                 "random": "random", "gcbc": "GCBC", "vae": "VAE latent ℓ2",
-                "temporal": "temporal distance", "privileged": "true distance (privileged)"}
+                "temporal": "temporal distance", "privileged": "true distance (privileged)",
+                "sorb": "SoRB", "rig": "RIG (collected online)", "dreamer": "Dreamer",
+                "dreamer_arm_l2": "Dreamer, ℓ2 arm reward (privileged)"}
 MODEL_NAMES = {"predictor": "video predictor", "simulator": "simulator (privileged)",
                "none": "—"}
 COST_NAMES = {"learned_distance": "learned distance", "pixel_l2": "pixel ℓ2",
@@ -125,10 +127,12 @@ def comparison_pairs(cells: Sequence[Cell]) -> List[Tuple[Cell, Cell]]:
     return pairs
 
 
-def comparison_table(episodes: Sequence[Mapping[str, Any]]) -> List[str]:
-    """Markdown lines of the paired comparisons (empty when there is nothing to pair)."""
+def comparison_table(episodes: Sequence[Mapping[str, Any]],
+                     pairs: Optional[Sequence[Tuple[Cell, Cell]]] = None) -> List[str]:
+    """Markdown lines of the paired comparisons (empty when there is nothing to pair);
+    ``pairs`` defaults to :func:`comparison_pairs` of the episodes' cells."""
     cells = _cells(episodes)
-    pairs = comparison_pairs(list(cells))
+    pairs = comparison_pairs(list(cells)) if pairs is None else pairs
     if not pairs:
         return []
     lines = ["| A | B | pairs | A − B, points [95% CI] | A alone / B alone succeeded | "
@@ -275,13 +279,66 @@ def curve_tables(files: Sequence[Tuple[str, Mapping[str, Any]]]) -> List[str]:
     return lines
 
 
+def _goals_key(header: Mapping[str, Any]):
+    return (header["task"], header["hard"], header["goal_seed"], tuple(header["goal_indices"]),
+            tuple(header["seeds"]))
+
+
+def method_tables(files: Sequence[Tuple[str, Mapping[str, Any]]]) -> List[str]:
+    """Markdown: one table of every method over files on the same goals and seeds whose
+    (method, model) cells are disjoint (e.g. the baselines evaluated apart from MBOLD), with
+    paired comparisons of MBOLD (predictor) against each and of each against random; [] when no
+    two files combine. Files that share a cell are not combined (which one would count?)."""
+    groups: Dict[Any, List[Tuple[str, Mapping[str, Any]]]] = collections.OrderedDict()
+    for path, data in files:
+        groups.setdefault(_goals_key(data["header"]), []).append((path, data))
+    lines: List[str] = []
+    for key, members in groups.items():
+        if len(members) < 2:
+            continue
+        owner: Dict[Cell, str] = {}
+        clash = False
+        for path, data in members:
+            for c in _cells(data["episodes"]):
+                clash = clash or c in owner
+                owner.setdefault(c, path)
+        if clash:
+            continue
+        episodes = [e for _, d in members for e in d["episodes"]]
+        rows = summary_rows(episodes)
+        cells = list(_cells(episodes))
+        pairs = [(("mbold", "predictor"), c) for c in cells
+                 if ("mbold", "predictor") in cells and c != ("mbold", "predictor")]
+        pairs += [(c, ("random", "none")) for c in cells
+                  if ("random", "none") in cells and c != ("random", "none")
+                  and (c, ("random", "none")) not in pairs
+                  and (("random", "none"), c) not in pairs and c[0] != "mbold"]
+        table = summary_table(rows)
+        table = [table[0].rstrip(" |") + " | file |", table[1] + "---|"] + [
+            line + f" `{owner[(r['method'], r['model'])]}` |" for line, r in zip(table[2:], rows)]
+        lines += [f"### All methods: {key[0]}, {len(key[3])} goals × {len(key[4])} "
+                  f"seed{'s' if len(key[4]) != 1 else ''}", "",
+                  "Every method evaluated on these goals and seeds, from the files named in the "
+                  "last column (their commands and models are in their sections below):", ""]
+        lines += table
+        comparisons = comparison_table(episodes, pairs)
+        if comparisons:
+            lines += ["", "Paired on the same goals and seeds:", ""] + comparisons
+        lines.append("")
+    return lines
+
+
 def render(files: Sequence[Tuple[str, Mapping[str, Any]]], preamble: str = "") -> str:
     """Markdown for several ``(path, data)`` results, each section naming its file; training-
-    length curves (:func:`curve_tables`) come first."""
+    length curves (:func:`curve_tables`) and the all-methods tables (:func:`method_tables`)
+    come first."""
     sections = [preamble.rstrip() + "\n"] if preamble else []
     curves = curve_tables(files)
     if curves:
         sections.append("\n".join(curves))
+    methods = method_tables(files)
+    if methods:
+        sections.append("\n".join(methods))
     for path, data in files:
         sections.append(render_one(data) + f"\nFrom `{path}`.\n")
     return "\n".join(sections)
