@@ -55,7 +55,11 @@ flags.DEFINE_string("predictor_dir", None, "Video predictor run (launch.train_pr
 flags.DEFINE_string("distance_dir", None, "Distance agent run (launch.train_distance).")
 flags.DEFINE_string("vae_dir", None, "VAE baseline run.")
 flags.DEFINE_string("temporal_dir", None, "Temporal-distance baseline run.")
-flags.DEFINE_string("gcbc_dir", None, "GCBC baseline run.")
+flags.DEFINE_string("gcbc_dir", None, "GCBC baseline run (also SoRB's waypoint policy).")
+flags.DEFINE_string("sorb_dir", None, "SoRB run (launch.train_sorb).")
+flags.DEFINE_string("rig_dir", None, "RIG run (launch.train_rig).")
+flags.DEFINE_string("dreamer_dir", None, "Dreamer run with reward 'pixel_mse' (launch.train_dreamer).")
+flags.DEFINE_string("dreamer_arm_l2_dir", None, "Dreamer run with reward 'arm_l2' (oracle).")
 flags.DEFINE_string("out", "artifacts/eval", "Output directory.")
 flags.DEFINE_multi_string("gin_file", [], "Gin files (e.g. gin/presets/cpu/planner.gin).")
 flags.DEFINE_multi_string("gin_param", [], "Gin bindings.")
@@ -65,6 +69,8 @@ flags.DEFINE_string("beam_pipeline_options", None,
                     "direct_num_workers=2,direct_running_mode=multi_processing'; run dirs and "
                     "--out must be paths every worker can reach.")
 FLAGS = flags.FLAGS
+MODEL_ROLES = ("predictor", "distance", "vae", "temporal", "gcbc", "sorb", "rig", "dreamer",
+               "dreamer_arm_l2")
 
 
 def main(argv):
@@ -85,8 +91,7 @@ def run():
     else:
         goal_set = goals.generate_goal_set(FLAGS.task, num_goals=FLAGS.num_goals,
                                            hard=FLAGS.hard, seed=FLAGS.goal_seed)
-    model_dirs = {"predictor": FLAGS.predictor_dir, "distance": FLAGS.distance_dir,
-                  "vae": FLAGS.vae_dir, "temporal": FLAGS.temporal_dir, "gcbc": FLAGS.gcbc_dir}
+    model_dirs = {role: getattr(FLAGS, f"{role}_dir") for role in MODEL_ROLES}
     logging.info("Evaluating %s with %s on %d %s goals × %d seeds", FLAGS.methods, FLAGS.models,
                  len(goal_set), goal_set.task, FLAGS.seeds)
     command = "python -m launch.evaluate " + " ".join(shlex.quote(a) for a in sys.argv[1:])

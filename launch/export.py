@@ -28,11 +28,18 @@ flags.DEFINE_string("task", None, "A tabletop task, for its data-collection std 
                     "training data recorded in the runs' data_stats.json.")
 # The methods whose models this launcher loads (vae/temporal need their baseline runs, which it
 # does not take; 'privileged' plans with the simulator, which a robot does not have).
-EXPORTABLE = ("mbold", "vf", "q_only", "gcbc", "random")
+EXPORTABLE = ("mbold", "vf", "q_only", "gcbc", "sorb", "rig", "dreamer", "dreamer_arm_l2",
+              "random")
+# Run-directory flags, by model role (factory.requires names the roles a method needs).
+ROLES = ("predictor", "distance", "gcbc", "sorb", "rig", "dreamer", "dreamer_arm_l2")
 flags.DEFINE_enum("method", "mbold", list(EXPORTABLE), "Policy to export.")
 flags.DEFINE_string("predictor_dir", None, "Video predictor run.")
 flags.DEFINE_string("distance_dir", None, "Distance agent run.")
-flags.DEFINE_string("gcbc_dir", None, "GCBC run (for --method=gcbc).")
+flags.DEFINE_string("gcbc_dir", None, "GCBC run (for --method=gcbc or sorb).")
+flags.DEFINE_string("sorb_dir", None, "SoRB run (launch.train_sorb; with --gcbc_dir).")
+flags.DEFINE_string("rig_dir", None, "RIG run (launch.train_rig).")
+flags.DEFINE_string("dreamer_dir", None, "Dreamer run, reward 'pixel_mse' (launch.train_dreamer).")
+flags.DEFINE_string("dreamer_arm_l2_dir", None, "Dreamer run, reward 'arm_l2'.")
 flags.DEFINE_string("out", None, "Export directory.", required=True)
 flags.DEFINE_integer("seed", 0, "Planner seed.")
 flags.DEFINE_multi_string("gin_file", [], "Gin files.")
@@ -44,15 +51,14 @@ def main(argv):
     del argv
     gin.parse_config_files_and_bindings(FLAGS.gin_file, FLAGS.gin_param)
     with common.user_errors("launch.export"):
-        run_dirs = [d for d in (FLAGS.distance_dir, FLAGS.predictor_dir, FLAGS.gcbc_dir) if d]
+        dirs = {role: getattr(FLAGS, f"{role}_dir") for role in ROLES}
+        run_dirs = [d for d in dirs.values() if d]
         planner_export.robot_settings(FLAGS.task, run_dirs)  # a bad --task or missing statistics fail first
-        need = [k for k in factory.requires(FLAGS.method)
-                if not {"predictor": FLAGS.predictor_dir, "distance": FLAGS.distance_dir,
-                        "gcbc": FLAGS.gcbc_dir}.get(k)]
+        need = [k for k in factory.requires(FLAGS.method) if not dirs.get(k)]
         if need:
             raise training.SettingError(f"--method={FLAGS.method} needs --{need[0]}_dir.")
-        models = factory.load_models(FLAGS.predictor_dir, FLAGS.distance_dir,
-                                     gcbc_dir=FLAGS.gcbc_dir)
+        models = factory.load_models(**{f"{k}_dir": dirs[k]
+                                        for k in factory.requires(FLAGS.method)})
         path = planner_export.export(FLAGS.task, FLAGS.method, models, FLAGS.out, FLAGS.seed,
                       {"predictor_dir": FLAGS.predictor_dir, "distance_dir": FLAGS.distance_dir,
                        "gin": gin.config_str()}, run_dirs=run_dirs)

@@ -6,6 +6,9 @@ from tf_agents.trajectories import time_step as ts
 
 from mbold_tf.envs import goal_env
 from mbold_tf.planning import costs
+from mbold_tf.models import dreamer
+from mbold_tf.models import rig
+from mbold_tf.models import sorb
 from mbold_tf.planning import factory
 from mbold_tf.planning import policies
 
@@ -110,6 +113,19 @@ def test_plan_q_cost_scores_the_last_transition_of_the_plan():
         plan(prediction, obs)
 
 
+def _tiny_sorb(distance):
+    """An untrained tiny SoRB model with a 3-node graph whose edges all pass max_dist."""
+    model = sorb.SorbModel(sorb.sorb_settings(encoder_filters=(4, 8), batch_norm_layers=(1,),
+                                              critic_fc_layers=1, actor_fc_layers=1,
+                                              fc_units=8, graph_size=3))
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
+    model.graph = sorb.SorbGraph(images=images, distances=np.ones((3, 3), np.float32) -
+                                 np.eye(3, dtype=np.float32), indices=np.arange(3),
+                                 checkpoint_step=0, seed=0)
+    return model
+
+
 @pytest.fixture(scope="module")
 def tiny_models():
     """Untrained tiny models of every role the factory's methods use."""
@@ -134,6 +150,18 @@ def tiny_models():
                                             "action_dim": 4})
         checkpoints._build_baseline_variables(model, method)  # pylint: disable=protected-access
         models[method] = model
+    models["rig"] = rig.RigModel(rig.rig_settings(latent_dim=3, encoder_filters=(4, 8),
+                                                  batch_norm_layers=(1,), vae_units=8,
+                                                  actor_fc_layers=1, critic_fc_layers=1,
+                                                  fc_units=8))
+    tiny_dreamer = dreamer.dreamer_settings(
+        encoder_filters=(4, 4, 4, 4), goal_encoder_filters=(4, 4, 4, 4), deter_size=8,
+        stoch_size=4, hidden_size=8, units=8, reward_layers=1, value_layers=1, actor_layers=1,
+        horizon=2)
+    for method, reward in factory.DREAMER_REWARD.items():
+        models[method] = dreamer.build_model(tiny_dreamer)
+        models[method].reward_name, models[method].root_dir = reward, f"runs/{method}"
+    models["sorb"] = _tiny_sorb(models["distance"])
     return models
 
 

@@ -9,6 +9,10 @@ Methods (the paper's comparisons, §5 and App. B/C):
 | ``vae`` / ``temporal`` | CEM-MPC over the predictor, cost = VAE latent ℓ2 / temporal distance |
 | ``q_only`` | random shooting over 100 actions with the learned Q (App. C.3) |
 | ``gcbc`` | goal-conditioned behaviour cloning (App. B.3) |
+| ``sorb`` | SoRB (App. B.4): shortest path over a graph of dataset states, GCBC to each waypoint |
+| ``rig`` | RIG (App. B.1): SAC in a β-VAE's latent space (the only method that collected online) |
+| ``dreamer`` | offline goal-conditioned Dreamer (App. B.2), reward −pixel MSE to the goal |
+| ``dreamer_arm_l2`` | the same, reward −ℓ2 end-effector distance (PRIVILEGED in training) |
 | ``random`` | uniform random actions |
 | ``privileged`` | CEM-MPC, cost = the task's true distance (PRIVILEGED: simulator model only) |
 
@@ -25,20 +29,31 @@ import gin
 import tensorflow as tf
 
 from mbold_tf.agents import checkpoints
+from mbold_tf.models import rig as rig_model
 from mbold_tf.models import video_predictor
 from mbold_tf.planning import cem
 from mbold_tf.planning import costs
+from mbold_tf.planning import dreamer_policy
 from mbold_tf.planning import mpc_policy
 from mbold_tf.planning import policies
+from mbold_tf.planning import rig_policy
+from mbold_tf.planning import sorb_policy
+from mbold_tf.training import dreamer as dreamer_training
+from mbold_tf.training import sorb as sorb_training
 
-METHODS = ("mbold", "vf", "vae", "temporal", "q_only", "gcbc", "random", "privileged")
+METHODS = ("mbold", "vf", "vae", "temporal", "q_only", "gcbc", "sorb", "rig", "dreamer",
+           "dreamer_arm_l2", "random", "privileged")
 PLANNER_COST = {"mbold": "learned_distance", "vf": "pixel_l2", "vae": "vae",
                 "temporal": "temporal", "privileged": "privileged"}
 PLANNERS = tuple(PLANNER_COST)  # the methods that plan with a model
 PLANNING_MODELS = ("predictor", "simulator")
 # The models each method needs besides its planning model, by key in the ``models`` dict.
 _SCORERS = {"mbold": ("distance",), "vf": (), "vae": ("vae",), "temporal": ("temporal",),
-            "q_only": ("distance",), "gcbc": ("gcbc",), "random": (), "privileged": ()}
+            "q_only": ("distance",), "gcbc": ("gcbc",), "sorb": ("sorb", "gcbc"),
+            "rig": ("rig",), "dreamer": ("dreamer",), "dreamer_arm_l2": ("dreamer_arm_l2",),
+            "random": (), "privileged": ()}
+# The Dreamer run's reward each Dreamer method expects (mbold_tf.models.dreamer.REWARDS).
+DREAMER_REWARD = {"dreamer": "pixel_mse", "dreamer_arm_l2": "arm_l2"}
 
 
 def requires(method: str, model: str = "predictor") -> tuple:
@@ -76,7 +91,8 @@ def make_policy(method: str, time_step_spec, action_spec, init_std,
       init_std: the task's data-collection std [A] (CEM's initial std).
       models: trained models by role: 'predictor' (VideoPredictor), 'distance'
         (LearnedDistance), 'vae', 'temporal' (baseline distances), 'gcbc' (GCBC model),
-        'simulator' (SimulatorRollouts, PRIVILEGED).
+        'sorb' (SorbModel with its graph), 'rig' (RigModel), 'dreamer' / 'dreamer_arm_l2'
+        (DreamerModel), 'simulator' (SimulatorRollouts, PRIVILEGED).
       seed: planner / shooting seed.
       model: what the CEM planners predict with: 'predictor' or 'simulator' (PRIVILEGED).
         Not a gin setting: the evaluation grid (``launch.evaluate --models``) owns it.
@@ -104,6 +120,19 @@ def make_policy(method: str, time_step_spec, action_spec, init_std,
     if method == "gcbc":
         gcbc = models["gcbc"]
         return policies.GCBCPolicy(time_step_spec, action_spec, gcbc.action, models=[gcbc])
+    if method == "sorb":
+        return sorb_policy.make_sorb_policy(time_step_spec, action_spec, models["sorb"],
+                                            models["gcbc"], name="sorb")
+    if method == "rig":
+        return rig_policy.RigPolicy(time_step_spec, action_spec, models["rig"], name="rig")
+    if method in DREAMER_REWARD:
+        model = models[method]
+        if model.reward_name != DREAMER_REWARD[method]:
+            raise ValueError(f"Method {method!r} needs a Dreamer run trained with reward "
+                             f"{DREAMER_REWARD[method]!r}, but {model.root_dir!r} was trained "
+                             f"with {model.reward_name!r}; pass it as --"
+                             f"{_dreamer_method(model.reward_name)}_dir.")
+        return dreamer_policy.DreamerPolicy(time_step_spec, action_spec, model, name=method)
     config = config or cem.CEMConfig()
     cost_name = PLANNER_COST[method]
     scorer = {"learned_distance": models.get("distance"), "pixel_l2": None,
@@ -128,9 +157,15 @@ def make_policy(method: str, time_step_spec, action_spec, init_std,
         closed_loop_final_steps=closed_loop_final_steps, models=tracked, name=method)
 
 
+def _dreamer_method(reward: str) -> str:
+    return {v: k for k, v in DREAMER_REWARD.items()}.get(reward, "dreamer")
+
+
 def load_models(predictor_dir: Optional[str] = None, distance_dir: Optional[str] = None,
                 vae_dir: Optional[str] = None, temporal_dir: Optional[str] = None,
-                gcbc_dir: Optional[str] = None) -> Dict[str, Any]:
+                gcbc_dir: Optional[str] = None, sorb_dir: Optional[str] = None,
+                rig_dir: Optional[str] = None, dreamer_dir: Optional[str] = None,
+                dreamer_arm_l2_dir: Optional[str] = None) -> Dict[str, Any]:
     """Loads the trained models whose run directories are given, keyed by role."""
     models: Dict[str, Any] = {}
     if predictor_dir:
@@ -141,4 +176,11 @@ def load_models(predictor_dir: Optional[str] = None, distance_dir: Optional[str]
             models[role] = checkpoints.load_distance(path)
     if gcbc_dir:
         models["gcbc"] = checkpoints.load_gcbc(gcbc_dir)
+    if sorb_dir:
+        models["sorb"] = sorb_training.load_sorb(sorb_dir)
+    if rig_dir:
+        models["rig"] = rig_model.load_rig(rig_dir)
+    for role, path in (("dreamer", dreamer_dir), ("dreamer_arm_l2", dreamer_arm_l2_dir)):
+        if path:
+            models[role] = dreamer_training.load_dreamer(path)
     return models
