@@ -232,3 +232,14 @@ def test_bad_inputs_fail_clearly(trained, arrays, tmp_path):
         td.load_dreamer(str(tmp_path / "nothing"))
     with pytest.raises(ValueError, match="action_spec bounds"):
         dp.DreamerPolicy(tss, tensor_spec.BoundedTensorSpec((4,), tf.float32, -1.0, 2.0), model)
+
+
+def test_factory_loads_a_run_only_as_the_method_of_its_reward(trained):
+    from mbold_tf.planning import factory
+
+    models = factory.load_models(dreamer_arm_l2_dir=trained["root"])  # an 'arm_l2' run
+    assert models["dreamer_arm_l2"].reward_name == "arm_l2"
+    with pytest.raises(run_config.ConfigMismatchError,
+                       match=r"--dreamer_dir=.* was trained with reward 'arm_l2'.*pass it as "
+                             r"--dreamer_arm_l2_dir"):
+        factory.load_models(dreamer_dir=trained["root"])

@@ -40,6 +40,7 @@ from mbold_tf.planning import rig_policy
 from mbold_tf.planning import sorb_policy
 from mbold_tf.training import dreamer as dreamer_training
 from mbold_tf.training import sorb as sorb_training
+from mbold_tf.utils import run_config
 
 METHODS = ("mbold", "vf", "vae", "temporal", "q_only", "gcbc", "sorb", "rig", "dreamer",
            "dreamer_arm_l2", "random", "privileged")
@@ -183,4 +184,10 @@ def load_models(predictor_dir: Optional[str] = None, distance_dir: Optional[str]
     for role, path in (("dreamer", dreamer_dir), ("dreamer_arm_l2", dreamer_arm_l2_dir)):
         if path:
             models[role] = dreamer_training.load_dreamer(path)
+            if models[role].reward_name != DREAMER_REWARD[role]:
+                raise run_config.ConfigMismatchError(
+                    f"--{role}_dir={path!r} was trained with reward "
+                    f"{models[role].reward_name!r}, but method {role!r} is Dreamer with reward "
+                    f"{DREAMER_REWARD[role]!r}; pass it as "
+                    f"--{_dreamer_method(models[role].reward_name)}_dir.")
     return models
