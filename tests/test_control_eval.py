@@ -228,7 +228,16 @@ def test_report_combines_files_of_other_methods_on_the_same_goals():
     other = copy.deepcopy(baselines)
     other["header"]["goal_indices"] = list(range(5))
     assert report.method_tables([("p.json", planners), ("o.json", other)]) == []
-    assert report.method_tables([("p.json", planners), ("q.json", planners)]) == []
+    # The same cell in both files: counted once when its episodes agree, else not combined.
+    with_random = copy.deepcopy(baselines)
+    with_random["episodes"] += copy.deepcopy([e for e in planners["episodes"]
+                                              if e["method"] == "random"])
+    text = "\n".join(report.method_tables([("p.json", planners), ("r.json", with_random)]))
+    assert len([line for line in text.splitlines() if line.startswith("| random | — |")]) == 1
+    for e in with_random["episodes"]:
+        if e["method"] == "random" and e["goal_index"] == 0:
+            e["success"] = 1.0
+    assert report.method_tables([("p.json", planners), ("r.json", with_random)]) == []
 
 
 def test_report_splits_the_gap_between_predictor_and_cost():

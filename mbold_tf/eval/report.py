@@ -284,11 +284,18 @@ def _goals_key(header: Mapping[str, Any]):
             tuple(header["seeds"]))
 
 
+def _outcomes(episodes) -> List[Tuple]:
+    return sorted((e["goal_index"], e["seed"], float(e["success"]), round(e["arm_distance"], 4),
+                   round(e["object_distance"], 4)) for e in episodes)
+
+
 def method_tables(files: Sequence[Tuple[str, Mapping[str, Any]]]) -> List[str]:
-    """Markdown: one table of every method over files on the same goals and seeds whose
-    (method, model) cells are disjoint (e.g. the baselines evaluated apart from MBOLD), with
-    paired comparisons of MBOLD (predictor) against each and of each against random; [] when no
-    two files combine. Files that share a cell are not combined (which one would count?)."""
+    """Markdown: one table of every method over files on the same goals and seeds (e.g. the
+    baselines evaluated apart from MBOLD), with paired comparisons of MBOLD (predictor) against
+    each and of each against random; [] when no two files combine. A (method, model) cell in
+    several files counts once (from the first file) when its episodes agree in every file (a
+    deterministic policy such as the seeded random one); when they differ, the files are not
+    combined (which one would count?)."""
     groups: Dict[Any, List[Tuple[str, Mapping[str, Any]]]] = collections.OrderedDict()
     for path, data in files:
         groups.setdefault(_goals_key(data["header"]), []).append((path, data))
@@ -297,14 +304,17 @@ def method_tables(files: Sequence[Tuple[str, Mapping[str, Any]]]) -> List[str]:
         if len(members) < 2:
             continue
         owner: Dict[Cell, str] = {}
+        kept: Dict[Cell, List] = collections.OrderedDict()
         clash = False
         for path, data in members:
-            for c in _cells(data["episodes"]):
-                clash = clash or c in owner
-                owner.setdefault(c, path)
+            for c, eps in _cells(data["episodes"]).items():
+                if c in kept:  # the same cell twice: combined only when its episodes agree
+                    clash = clash or _outcomes(kept[c]) != _outcomes(eps)
+                    continue
+                owner[c], kept[c] = path, eps
         if clash:
             continue
-        episodes = [e for _, d in members for e in d["episodes"]]
+        episodes = [e for eps in kept.values() for e in eps]
         rows = summary_rows(episodes)
         cells = list(_cells(episodes))
         pairs = [(("mbold", "predictor"), c) for c in cells
@@ -312,7 +322,8 @@ def method_tables(files: Sequence[Tuple[str, Mapping[str, Any]]]) -> List[str]:
         pairs += [(c, ("random", "none")) for c in cells
                   if ("random", "none") in cells and c != ("random", "none")
                   and (c, ("random", "none")) not in pairs
-                  and (("random", "none"), c) not in pairs and c[0] != "mbold"]
+                  and (("random", "none"), c) not in pairs and c[0] != "mbold"
+                  and c[1] != "simulator"]
         table = summary_table(rows)
         table = [table[0].rstrip(" |") + " | file |", table[1] + "---|"] + [
             line + f" `{owner[(r['method'], r['model'])]}` |" for line, r in zip(table[2:], rows)]
