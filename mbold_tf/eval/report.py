@@ -292,8 +292,8 @@ def _outcomes(episodes) -> List[Tuple]:
 def method_tables(files: Sequence[Tuple[str, Mapping[str, Any]]]) -> List[str]:
     """Markdown: one table of every method over files on the same goals and seeds (e.g. the
     baselines evaluated apart from MBOLD), with paired comparisons of MBOLD (predictor) against
-    each and of each against random; [] when no two files combine. A (method, model) cell in
-    several files counts once (from the first file) when its episodes agree in every file (a
+    each and of every other cell without the simulator against random; [] when no two files
+    combine. A (method, model) cell in several files counts once (from the first file) when its episodes agree in every file (a
     deterministic policy such as the seeded random one); when they differ, the files are not
     combined (which one would count?)."""
     groups: Dict[Any, List[Tuple[str, Mapping[str, Any]]]] = collections.OrderedDict()
