@@ -240,6 +240,25 @@ def test_report_combines_files_of_other_methods_on_the_same_goals():
     assert report.method_tables([("p.json", planners), ("r.json", with_random)]) == []
 
 
+def test_repeated_seeds_of_a_deterministic_policy_do_not_narrow_its_interval():
+    data = _sample_results()
+    three = []
+    for seed in (0, 1, 2):
+        three += [dict(e, seed=seed) for e in data["episodes"]]
+    rows = {r["method"] + r["model"]: r for r in report.summary_rows(three)}
+    mbold = rows["mboldpredictor"]  # 3 of 10 goals, every seed the same episode
+    assert (mbold["n"], mbold["distinct"]) == (30, 10)
+    assert (mbold["ci_low"], mbold["ci_high"]) == stats.wilson_interval(3, 10)
+    assert "| 30 (10 distinct) | 30.0 [10.8, 60.3] |" in "\n".join(report.summary_table(
+        [mbold]))
+    # One goal's seeds differ: the episodes count as they are.
+    three[0] = dict(three[0], success=1.0 - three[0]["success"], arm_distance=0.5)
+    mixed = [r for r in report.summary_rows(three) if r["method"] == "mbold"][0]
+    assert mixed["distinct"] == 30
+    assert mixed["successes"] == 8  # goal 0's first episode now failed
+    assert (mixed["ci_low"], mixed["ci_high"]) == stats.wilson_interval(8, 30)
+
+
 def test_report_splits_the_gap_between_predictor_and_cost():
     data = _sample_results()
     parts = report.decomposition(report.summary_rows(data["episodes"]))
