@@ -218,9 +218,9 @@ def test_report_combines_files_of_other_methods_on_the_same_goals():
                                   success=float(e["goal_index"] < 5))
                              for e in baselines["episodes"] if e["method"] == "random"]
     text = "\n".join(report.method_tables([("p.json", planners), ("b.json", baselines)]))
-    assert "### All methods: reach, 10 goals × 1 seed" in text
+    assert "### All methods: reach, 10 goals" in text
     gcbc = [line for line in text.splitlines() if line.startswith("| GCBC | — |")]
-    assert len(gcbc) == 1 and gcbc[0].endswith("`b.json` |") and "50.0 [23.7, 76.3]" in gcbc[0]
+    assert len(gcbc) == 1 and gcbc[0].endswith("| 0 | `b.json` |") and "50.0 [23.7, 76.3]" in gcbc[0]
     # MBOLD (30%) against GCBC (50%), and GCBC against random (0%): 5 wins of 10.
     assert "| MBOLD · video predictor | GCBC | 10 | -20.0 " in text
     assert "| GCBC | random | 10 | +50.0 " in text and "| 5 / 0 |" in text
@@ -238,6 +238,13 @@ def test_report_combines_files_of_other_methods_on_the_same_goals():
         if e["method"] == "random" and e["goal_index"] == 0:
             e["success"] = 1.0
     assert report.method_tables([("p.json", planners), ("r.json", with_random)]) == []
+    # Another seed: the file with more seeds leads, and pairs are the shared episodes.
+    seed1 = copy.deepcopy(baselines)
+    seed1["header"]["seeds"] = [0, 1]
+    seed1["episodes"] += [dict(e, seed=1) for e in copy.deepcopy(seed1["episodes"])]
+    text = "\n".join(report.method_tables([("p.json", planners), ("s.json", seed1)]))
+    assert "| GCBC | — | 20 (10 distinct) | 50.0 [23.7, 76.3] |" in text
+    assert "| 0, 1 | `s.json` |" in text and "| MBOLD · video predictor | GCBC | 10 | " in text
 
 
 def test_repeated_seeds_of_a_deterministic_policy_do_not_narrow_its_interval():

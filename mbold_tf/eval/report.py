@@ -299,39 +299,50 @@ def curve_tables(files: Sequence[Tuple[str, Mapping[str, Any]]]) -> List[str]:
 
 
 def _goals_key(header: Mapping[str, Any]):
-    return (header["task"], header["hard"], header["goal_seed"], tuple(header["goal_indices"]),
-            tuple(header["seeds"]))
+    return (header["task"], header["hard"], header["goal_seed"], tuple(header["goal_indices"]))
 
 
-def _outcomes(episodes) -> List[Tuple]:
+def _outcomes(episodes, keys=None) -> List[Tuple]:
+    """Sorted (goal, seed, success, arm and object distance) of the episodes (of ``keys``)."""
     return sorted((e["goal_index"], e["seed"], float(e["success"]), round(e["arm_distance"], 4),
-                   round(e["object_distance"], 4)) for e in episodes)
+                   round(e["object_distance"], 4)) for e in episodes
+                  if keys is None or (e["goal_index"], e["seed"]) in keys)
+
+
+def _agree(a, b) -> bool:
+    """Whether two runs of one cell agree on the (goal, seed) episodes both have."""
+    shared = {(e["goal_index"], e["seed"]) for e in a} & {(e["goal_index"], e["seed"]) for e in b}
+    return _outcomes(a, shared) == _outcomes(b, shared)
 
 
 def method_tables(files: Sequence[Tuple[str, Mapping[str, Any]]]) -> List[str]:
-    """Markdown: one table of every method over files on the same goals and seeds (e.g. the
+    """Markdown: one table of every method over results files on the same goals (e.g. the
     baselines evaluated apart from MBOLD), with paired comparisons of MBOLD (predictor) against
-    each and of every other cell without the simulator against random; [] when no two files
-    combine. A (method, model) cell in several files counts once (from the first file) when its episodes agree in every file (a
-    deterministic policy such as the seeded random one); when they differ, the files are not
-    combined (which one would count?)."""
+    each and of every other cell without the simulator against random, over the (goal, seed)
+    episodes both sides have (the "pairs" column); [] when no two files combine.
+
+    Files join in order of more seeds first, then path. A file joins when each (method, model)
+    cell it shares with the files already in agrees with them on their common episodes (a
+    deterministic policy such as the seeded random one); the cell then counts once, from the
+    first file. A file whose shared cell differs (e.g. MBOLD with other models) stays out.
+    """
     groups: Dict[Any, List[Tuple[str, Mapping[str, Any]]]] = collections.OrderedDict()
-    for path, data in files:
+    for path, data in sorted(files, key=lambda f: (-len(f[1]["header"]["seeds"]), f[0])):
         groups.setdefault(_goals_key(data["header"]), []).append((path, data))
     lines: List[str] = []
     for key, members in groups.items():
-        if len(members) < 2:
-            continue
         owner: Dict[Cell, str] = {}
         kept: Dict[Cell, List] = collections.OrderedDict()
-        clash = False
+        joined = 0
         for path, data in members:
-            for c, eps in _cells(data["episodes"]).items():
-                if c in kept:  # the same cell twice: combined only when its episodes agree
-                    clash = clash or _outcomes(kept[c]) != _outcomes(eps)
-                    continue
-                owner[c], kept[c] = path, eps
-        if clash:
+            cells = _cells(data["episodes"])
+            if any(c in kept and not _agree(kept[c], eps) for c, eps in cells.items()):
+                continue
+            joined += 1
+            for c, eps in cells.items():
+                if c not in kept:
+                    owner[c], kept[c] = path, eps
+        if joined < 2:
             continue
         episodes = [e for eps in kept.values() for e in eps]
         rows = summary_rows(episodes)
@@ -344,18 +355,22 @@ def method_tables(files: Sequence[Tuple[str, Mapping[str, Any]]]) -> List[str]:
                   and (("random", "none"), c) not in pairs and c[0] != "mbold"
                   and c[1] != "simulator"]
         table = summary_table(rows)
-        table = [table[0].rstrip(" |") + " | file |", table[1] + "---|"] + [
-            line + f" `{owner[(r['method'], r['model'])]}` |" for line, r in zip(table[2:], rows)]
-        lines += [f"### All methods: {key[0]}, {len(key[3])} goals × {len(key[4])} "
-                  f"seed{'s' if len(key[4]) != 1 else ''}", "",
-                  "Every method evaluated on these goals and seeds, from the files named in the "
-                  "last column (their commands and models are in their sections below):", ""]
+        table = [table[0].rstrip(" |") + " | seeds | file |", table[1] + "---|---|"] + [
+            line + f" {_seeds(kept[(r['method'], r['model'])])} | "
+                   f"`{owner[(r['method'], r['model'])]}` |" for line, r in zip(table[2:], rows)]
+        lines += [f"### All methods: {key[0]}, {len(key[3])} goals", "",
+                  "Every method evaluated on these goals, from the files named in the last column "
+                  "(their commands and models are in their sections below):", ""]
         lines += table
         comparisons = comparison_table(episodes, pairs)
         if comparisons:
-            lines += ["", "Paired on the same goals and seeds:", ""] + comparisons
+            lines += ["", "Paired on the (goal, seed) episodes both sides have:", ""] + comparisons
         lines.append("")
     return lines
+
+
+def _seeds(episodes) -> str:
+    return ", ".join(str(s) for s in sorted({e["seed"] for e in episodes}))
 
 
 def render(files: Sequence[Tuple[str, Mapping[str, Any]]], preamble: str = "") -> str:
