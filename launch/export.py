@@ -30,8 +30,9 @@ flags.DEFINE_string("task", None, "A tabletop task, for its data-collection std 
 # does not take; 'privileged' plans with the simulator, which a robot does not have).
 EXPORTABLE = ("mbold", "vf", "q_only", "gcbc", "sorb", "rig", "dreamer", "dreamer_arm_l2",
               "random")
-# Run-directory flags, by model role (factory.requires names the roles a method needs).
-ROLES = ("predictor", "distance", "gcbc", "sorb", "rig", "dreamer", "dreamer_arm_l2")
+# Run-directory flags, by model role (factory.requires names the roles a method needs), in the
+# order their data_stats.json are read without --task (the distance's: all of its train split).
+ROLES = ("distance", "predictor", "gcbc", "sorb", "rig", "dreamer", "dreamer_arm_l2")
 flags.DEFINE_enum("method", "mbold", list(EXPORTABLE), "Policy to export.")
 flags.DEFINE_string("predictor_dir", None, "Video predictor run.")
 flags.DEFINE_string("distance_dir", None, "Distance agent run.")
