@@ -10,12 +10,14 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sys
 from typing import Iterator
 
 import gin
 
+from absl import flags
 from absl import logging
 
 from mbold_tf.data import rlds
@@ -72,3 +74,34 @@ def user_errors(program: str) -> Iterator[None]:
         if os.environ.get("MBOLD_VERBOSE") == "1":
             raise
         sys.exit(f"{program}: {e}")
+
+
+def define_training_flags(root_dir_help: str) -> None:
+    """The training launchers' flags: ``--root_dir`` (required), ``--gin_file``, ``--gin_param``.
+
+    Every other setting is a gin binding (one owner per setting, as TF-Agents' train_eval).
+    """
+    flags.DEFINE_string("root_dir", None, root_dir_help)
+    flags.DEFINE_multi_string("gin_file", [], "Gin files, applied in order.")
+    flags.DEFINE_multi_string("gin_param", [], "Gin bindings, applied after the files.")
+    flags.mark_flag_as_required("root_dir")
+
+
+def run_training(program: str, train, distributed: bool = True) -> None:
+    """A training launcher's main: parse gin, start the strategy (``distributed``), write the
+    run record before and after, run ``train(root_dir) -> dict`` with user errors printed
+    without a traceback, and print the result as the last line (JSON).
+
+    ``train`` is called after gin is parsed.
+    """
+    flags_ = flags.FLAGS
+    gin.parse_config_files_and_bindings(flags_.gin_file, flags_.gin_param)
+    root_dir = os.path.expanduser(flags_.root_dir)
+    if distributed:
+        start_strategy(program)  # first: before any TF op
+    write_run_record(root_dir, operative=False)  # a killed run keeps its settings
+    with user_errors(program):
+        result = train(root_dir)
+    write_run_record(root_dir, operative=True)
+    logging.info("%s: done", program)
+    print(json.dumps(result, sort_keys=True))

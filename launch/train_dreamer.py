@@ -9,35 +9,17 @@ default) or 'arm_l2' (the privileged end-effector oracle), e.g.
 ``--gin_param="train_dreamer.reward='arm_l2'"``. Rerunning with the same root_dir resumes; other
 settings than the run's fail naming them. The last line printed is a JSON summary.
 """
-import json
-import os
-
 from absl import app
-from absl import flags
-from absl import logging
-import gin
 
 from launch import common
+from mbold_tf.training import dreamer
 
-flags.DEFINE_string("root_dir", None, "Run directory (checkpoints, summaries, config.json).")
-flags.DEFINE_multi_string("gin_file", [], "Gin files, applied in order.")
-flags.DEFINE_multi_string("gin_param", [], "Gin bindings, applied after the files.")
-flags.mark_flag_as_required("root_dir")
-FLAGS = flags.FLAGS
+common.define_training_flags('Run directory (checkpoints, summaries, config.json).')
 
 
 def main(argv):
     del argv
-    os.environ.setdefault("MUJOCO_GL", "egl")
-    from mbold_tf.training import dreamer  # pylint: disable=g-import-not-at-top
-    gin.parse_config_files_and_bindings(FLAGS.gin_file, FLAGS.gin_param)
-    root_dir = os.path.expanduser(FLAGS.root_dir)
-    common.write_run_record(root_dir, operative=False)  # a killed run keeps its settings
-    with common.user_errors("launch.train_dreamer"):
-        result = dreamer.train_dreamer(root_dir)
-    common.write_run_record(root_dir, operative=True)
-    logging.info("done")
-    print(json.dumps(result, sort_keys=True))
+    common.run_training("launch.train_dreamer", dreamer.train_dreamer, distributed=False)
 
 
 if __name__ == "__main__":

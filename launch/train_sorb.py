@@ -10,37 +10,17 @@ only rebuilds a missing or stale ``graph.npz``. The last line printed is a JSON 
 The SoRB policy also needs a GCBC run (``launch.train_distance`` with
 ``train_distance.method='gcbc'``): it reaches the graph's waypoints with it.
 """
-import json
-import os
-
 from absl import app
-from absl import flags
-from absl import logging
-import gin
 
 from launch import common
+from mbold_tf.training import sorb
 
-flags.DEFINE_string("root_dir", None, "Run directory (checkpoints, summaries, config.json, "
-                    "graph.npz).")
-flags.DEFINE_multi_string("gin_file", [], "Gin files, applied in order.")
-flags.DEFINE_multi_string("gin_param", [], "Gin bindings, applied after the files.")
-flags.mark_flag_as_required("root_dir")
-FLAGS = flags.FLAGS
+common.define_training_flags('Run directory (checkpoints, summaries, config.json, graph.npz).')
 
 
 def main(argv):
     del argv
-    os.environ.setdefault("MUJOCO_GL", "egl")
-    from mbold_tf.training import sorb  # pylint: disable=g-import-not-at-top
-    gin.parse_config_files_and_bindings(FLAGS.gin_file, FLAGS.gin_param)
-    root_dir = os.path.expanduser(FLAGS.root_dir)
-    common.start_strategy("launch.train_sorb")  # first: before any TF op
-    common.write_run_record(root_dir, operative=False)  # a killed run keeps its settings
-    with common.user_errors("launch.train_sorb"):
-        result = sorb.train_sorb(root_dir)
-    common.write_run_record(root_dir, operative=True)
-    logging.info("done")
-    print(json.dumps(result, sort_keys=True))
+    common.run_training("launch.train_sorb", sorb.train_sorb)
 
 
 if __name__ == "__main__":

@@ -400,3 +400,9 @@ def test_beam_build_equals_the_plain_build(data_dir, tmp_path):
         build_lib.build("push1_tiny", str(tmp_path / "never"),
                         beam_pipeline_options="runner=NoSuchRunner")
     assert not os.path.exists(tmp_path / "never")
+
+
+def test_an_unknown_config_of_a_registered_dataset_lists_the_configs():
+    with pytest.raises(FileNotFoundError, match=r"Unknown dataset 'mbold_tabletop/reach_huge'.*"
+                                                r"Available: \[.*'reach_cpu'"):
+        rlds.load_episodes("mbold_tabletop/reach_huge", "train")

@@ -150,6 +150,10 @@ def _builder(source: str, data_dir: Optional[str]):
     except tfds.core.registered.DatasetNotFoundError as e:
         raise FileNotFoundError(f"Unknown dataset {source!r}: give a registered TFDS name or a "
                                 f"prepared dataset directory.") from e
+    except ValueError as e:  # a registered dataset without this config: TFDS lists the configs
+        if "BuilderConfig" not in str(e):
+            raise
+        raise FileNotFoundError(f"Unknown dataset {source!r}: {e}") from e
     if not builder.is_prepared():
         config = source.split("/")[1] if "/" in source else "push1_small"
         raise FileNotFoundError(
