@@ -250,14 +250,7 @@ def train_distance(root_dir: str, method: str = "cql_td3",
     loop = training.TrainingLoop(root_dir, trackables, step, total_steps,
                                  checkpoint_every=checkpoint_every, summary_every=summary_every,
                                  log_every=log_every, before_save=before_save, bounds=bounds)
-    loop.restore()  # (run() restores again, harmlessly) so that resumed runs time only new steps
-    start = int(step.numpy())
-    t0 = time.time()
-    last = loop.run(train_step)
-    seconds = time.time() - t0
-    done = int(step.numpy())
-    result = {"method": method, "steps": done, "seconds": round(seconds, 1),
-              "steps_per_s": round((done - start) / max(seconds, 1e-9), 2), **last}
+    result = {"method": method, **loop.timed_run(train_step)}
     logging.info("Trained %s: %s", method, result)
     return result
 
@@ -279,18 +272,6 @@ def _agent_recalibration(actor, critic1, critic2, batches, num_batches: int,
         min_q(batch, True)
         actor({"image": batch["observation"], "goal_image": batch["goal"]}, training=True)
 
-    def before_save():
-        check = next(batches)
-        q_infer = min_q(check, False)
-        q_train = min_q(check, True)  # its moving-average update is overwritten below
-        gap_before = float(tf.reduce_mean(tf.abs(q_train - q_infer)))
-        n = batch_norm.recalibrate([actor, critic1, critic2], forward,
-                                   itertools.chain([check], itertools.islice(batches,
-                                                                             num_batches - 1)))
-        gap_after = float(tf.reduce_mean(tf.abs(q_train - min_q(check, False))))
-        logging.info("Batch-norm statistics recomputed from %d batches: mean |Q_train − "
-                     "Q_inference| %.4f → %.4f", n, gap_before, gap_after)
-        tf.summary.scalar("batch_norm/q_gap_before", gap_before, step=step)
-        tf.summary.scalar("batch_norm/q_gap_after", gap_after, step=step)
+    return batch_norm.recalibration_hook([actor, critic1, critic2], forward, min_q, batches,
+                                         num_batches, step, "q_gap")
 
-    return before_save

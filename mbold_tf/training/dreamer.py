@@ -14,7 +14,6 @@ Single device (no distribution strategy): the run fits one CPU or GPU.
 from __future__ import annotations
 
 import os
-import time
 from typing import Dict, Optional
 
 from absl import logging
@@ -257,14 +256,7 @@ def train_dreamer(root_dir: str, dataset: str = "mbold_tabletop/reach_cpu",
     loop = training.TrainingLoop(root_dir, trackables, step, total_steps,
                                  checkpoint_every=checkpoint_every, summary_every=summary_every,
                                  log_every=log_every)
-    loop.restore()  # (run() restores again, harmlessly) so that resumed runs time only new steps
-    start = int(step.numpy())
-    t0 = time.time()
-    last = loop.run(train_step)
-    seconds = time.time() - t0
-    done = int(step.numpy())
-    result = {"reward": reward, "steps": done, "seconds": round(seconds, 1),
-              "steps_per_s": round((done - start) / max(seconds, 1e-9), 3), **last}
+    result = {"reward": reward, **loop.timed_run(train_step)}
     logging.info("Trained Dreamer (%s): %s", reward, result)
     return result
 

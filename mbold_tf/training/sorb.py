@@ -15,7 +15,6 @@ is missing or from another checkpoint. :func:`load_sorb` returns the model with 
 """
 from __future__ import annotations
 
-import itertools
 import os
 import time
 from typing import Callable, Dict, Optional
@@ -101,21 +100,9 @@ def _recalibration(model: sorb.SorbModel, batches, num_batches: int, step: tf.Va
         critic_distance(batch, True)
         model.actor({"image": batch["observation"], "goal_image": batch["goal"]}, training=True)
 
-    def before_save():
-        check = next(batches)
-        d_infer = critic_distance(check, False)
-        d_train = critic_distance(check, True)  # its moving-average update is overwritten below
-        gap_before = float(tf.reduce_mean(tf.abs(d_train - d_infer)))
-        n = batch_norm.recalibrate([model.actor, model.critic], forward,
-                                   itertools.chain([check], itertools.islice(batches,
-                                                                             num_batches - 1)))
-        gap_after = float(tf.reduce_mean(tf.abs(d_train - critic_distance(check, False))))
-        logging.info("Batch-norm statistics recomputed from %d batches: mean |E[d]_train − "
-                     "E[d]_inference| %.4f → %.4f", n, gap_before, gap_after)
-        tf.summary.scalar("batch_norm/distance_gap_before", gap_before, step=step)
-        tf.summary.scalar("batch_norm/distance_gap_after", gap_after, step=step)
+    return batch_norm.recalibration_hook([model.actor, model.critic], forward, critic_distance,
+                                         batches, num_batches, step, "distance_gap")
 
-    return before_save
 
 
 def graph_nodes(arrays: rlds.EpisodeArrays, graph_size: int, seed: int) -> np.ndarray:
@@ -245,12 +232,8 @@ def train_sorb(root_dir: str, dataset: str = "mbold_tabletop/push1_cpu",
     loop = training.TrainingLoop(root_dir, trackables, step, total_steps,
                                  checkpoint_every=checkpoint_every, summary_every=summary_every,
                                  log_every=log_every, before_save=before_save)
-    loop.restore()  # (run() restores again, harmlessly) so that resumed runs time only new steps
-    start = int(step.numpy())
-    t0 = time.time()
-    last = loop.run(train_step)
-    seconds = time.time() - t0
-    done = int(step.numpy())
+    trained = loop.timed_run(train_step)
+    done = trained["steps"]
 
     graph = sorb.read_graph(root_dir)
     rebuilt = not _graph_is_current(graph, settings, done, seed)
@@ -264,11 +247,9 @@ def train_sorb(root_dir: str, dataset: str = "mbold_tabletop/push1_cpu",
     pairs = graph.distances.size
     off = ~np.eye(graph.distances.shape[0], dtype=bool)
     edge_fraction = float(np.mean(graph.distances[off] <= model_settings["max_dist"]))
-    result = {"method": "sorb", "steps": done, "seconds": round(seconds, 1),
-              "steps_per_s": round((done - start) / max(seconds, 1e-9), 2),
-              "graph_rebuilt": rebuilt, "graph_seconds": round(graph_seconds, 1),
+    result = {"method": "sorb", **trained, "graph_rebuilt": rebuilt, "graph_seconds": round(graph_seconds, 1),
               "graph_pairs_per_s": round(pairs / max(graph_seconds, 1e-9), 1) if rebuilt else None,
-              "graph_edge_fraction": round(edge_fraction, 4), **last}
+              "graph_edge_fraction": round(edge_fraction, 4)}
     logging.info("Trained sorb: %s", result)
     return result
 

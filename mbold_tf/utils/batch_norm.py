@@ -10,8 +10,10 @@ inference normalises the way training did.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable, List, Sequence
+import itertools
+from typing import Callable, Iterable, Iterator, List, Sequence
 
+from absl import logging
 import tensorflow as tf
 
 
@@ -55,3 +57,29 @@ def recalibrate(modules: Sequence[tf.Module], forward: Callable[[object], None],
         for layer, momentum in zip(layers, saved):
             layer.momentum = momentum
     return count
+
+
+def recalibration_hook(modules: Sequence[tf.Module], forward: Callable[[object], None],
+                       score: Callable[[object, bool], tf.Tensor], batches: Iterator,
+                       num_batches: int, step: tf.Variable, name: str) -> Callable[[], None]:
+    """A ``TrainingLoop`` ``before_save()`` that recalibrates ``modules`` from the next
+    ``num_batches`` of ``batches`` and logs the train/inference gap it closes.
+
+    ``score(batch, training) -> float32 [B]`` (e.g. the critic's Q at the data actions): the
+    gap is mean |score_train − score_inference| on the first batch, before and after; it is
+    logged and written as the scalars ``batch_norm/<name>_before`` and ``_after``.
+    """
+    def before_save():
+        check = next(batches)
+        infer = score(check, False)
+        train = score(check, True)  # its moving-average update is overwritten below
+        gap_before = float(tf.reduce_mean(tf.abs(train - infer)))
+        n = recalibrate(modules, forward,
+                        itertools.chain([check], itertools.islice(batches, num_batches - 1)))
+        gap_after = float(tf.reduce_mean(tf.abs(train - score(check, False))))
+        logging.info("Batch-norm statistics recomputed from %d batches: %s (mean |train − "
+                     "inference|) %.4f → %.4f", n, name, gap_before, gap_after)
+        tf.summary.scalar(f"batch_norm/{name}_before", gap_before, step=step)
+        tf.summary.scalar(f"batch_norm/{name}_after", gap_after, step=step)
+
+    return before_save

@@ -181,6 +181,20 @@ class TrainingLoop:
             if not self.task.is_chief:
                 distribute.clean_worker_dir(self.write_dir, self.root_dir)
 
+    def timed_run(self, train_step: Callable[[], Mapping[str, tf.Tensor]],
+                  **run_kwargs) -> Dict[str, float]:
+        """:meth:`run`, timed over the steps this call trains (a resumed run times only its new
+        steps): the last scalars plus ``steps`` (the step reached), ``seconds`` and
+        ``steps_per_s``."""
+        self.restore()  # (run() restores again, harmlessly) so that only new steps are timed
+        start = int(self.step.numpy())
+        t0 = time.time()
+        last = self.run(train_step, **run_kwargs)
+        seconds = time.time() - t0
+        done = int(self.step.numpy())
+        return {"steps": done, "seconds": round(seconds, 1),
+                "steps_per_s": round((done - start) / max(seconds, 1e-9), 3), **last}
+
     def _run(self, train_step, summary_fn, summary_fn_every) -> Dict[str, float]:
         restored = self.restore()
         start_step = int(self.step.numpy())
