@@ -375,5 +375,7 @@ def test_beam_evaluation_equals_the_sequential_one(tmp_path):
 
     assert len(seq["episodes"]) == 8
     assert strip(on_beam) == strip(seq)
-    assert on_beam["header"] == seq["header"]
+    # the same header but its date (the two runs may straddle a minute)
+    assert ({k: v for k, v in on_beam["header"].items() if k != "date"}
+            == {k: v for k, v in seq["header"].items() if k != "date"})
     assert any(e["success"] for e in on_beam["episodes"] if e["method"] == "privileged")
