@@ -19,7 +19,9 @@ from mbold_tf.training import distance as distance_training
 from mbold_tf.utils import flops
 
 
-def _batch(rng, b):
+def random_transitions(rng, b):
+    """Random relabelled transitions (uint8 images [b, 64, 64, 3], actions [b, 4], rewards and
+    discounts [b], 30% reached): the distance pipeline's batch without a dataset."""
     img = lambda: tf.constant(rng.integers(0, 256, (b, 64, 64, 3), dtype=np.uint8))
     reached = rng.random(b) < 0.3
     return {"observation": img(), "next_observation": img(), "goal": img(),
@@ -28,7 +30,8 @@ def _batch(rng, b):
             "discount": tf.constant(1.0 - reached.astype(np.float32))}
 
 
-def _rate(fn, n):
+def calls_per_s(fn, n):
+    """Calls of ``fn()`` per second over ``n`` calls, after two warm-up calls (tracing)."""
     fn()  # trace / warm up
     fn()
     t0 = time.perf_counter()
@@ -40,19 +43,19 @@ def _rate(fn, n):
 def _one(networks, quick, rng):
     settings = {"method": "cql_td3", "action_dim": 4, "gamma": 0.8, "networks": networks}
     agent, (actor, c1, c2) = distance_training.build_agent(settings)
-    traj = cql_td3_agent.trajectory_from_batch(_batch(rng, 64))
+    traj = cql_td3_agent.trajectory_from_batch(random_transitions(rng, 64))
     train = tf.function(lambda: agent.train(traj).loss)
     t0 = time.perf_counter()
     train()
     trace_s = time.perf_counter() - t0
-    steps = _rate(lambda: train().numpy(), 5 if quick else 30)
+    steps = calls_per_s(lambda: train().numpy(), 5 if quick else 30)
     ld = distances.LearnedDistance(actor, c1, c2)
     b = 260 if quick else 2600
     img = rng.integers(0, 256, (b, 64, 64, 3), dtype=np.uint8)
     goal = rng.integers(0, 256, (b, 64, 64, 3), dtype=np.uint8)
-    q_u8 = _rate(lambda: ld.q_values(img, goal).numpy(), 2 if quick else 5) * b
+    q_u8 = calls_per_s(lambda: ld.q_values(img, goal).numpy(), 2 if quick else 5) * b
     imgf, goalf = img.astype(np.float32) / 255, goal.astype(np.float32) / 255
-    q_f32 = _rate(lambda: ld.q_values(imgf, goalf).numpy(), 2 if quick else 5) * b
+    q_f32 = calls_per_s(lambda: ld.q_values(imgf, goalf).numpy(), 2 if quick else 5) * b
     train_flops = flops.graph_flops(lambda: agent.train(traj).loss)
     # The compiled Q of uint8 inputs, unwrapped: the profiler counts ops of the top graph only.
     q_fn = ld._q_policy["uint8"].python_function  # pylint: disable=protected-access

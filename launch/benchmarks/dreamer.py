@@ -16,6 +16,7 @@ import gin
 import numpy as np
 import tensorflow as tf
 
+from launch.benchmarks.distance import calls_per_s
 from mbold_tf.models import dreamer as dreamer_model
 from mbold_tf.training import dreamer as dreamer_training
 
@@ -45,14 +46,6 @@ def _batch(rng, b, length, action_dim=4):
             "reward": dreamer_model.reward_targets("pixel_mse", images, goal)}
 
 
-def _rate(fn, n):
-    fn()  # warm up (the first call traced)
-    t0 = time.perf_counter()
-    for _ in range(n):
-        fn()
-    return n / (time.perf_counter() - t0)
-
-
 def run(quick: bool = False) -> dict:
     """Steps/s of the world-model, behaviour and whole training steps at the CPU preset."""
     settings, train = _preset()
@@ -68,9 +61,9 @@ def run(quick: bool = False) -> dict:
     _, post = world(batch)
     trace_s = time.perf_counter() - t0
     n = 3 if quick else 20
-    world_rate = _rate(lambda: world(batch)[0]["model_loss"].numpy(), n)
-    behaviour_rate = _rate(lambda: behaviour(post, batch["goal"])["actor_loss"].numpy(), n)
-    train_rate = _rate(lambda: whole(batch)["model_loss"].numpy(), n)
+    world_rate = calls_per_s(lambda: world(batch)[0]["model_loss"].numpy(), n)
+    behaviour_rate = calls_per_s(lambda: behaviour(post, batch["goal"])["actor_loss"].numpy(), n)
+    train_rate = calls_per_s(lambda: whole(batch)["model_loss"].numpy(), n)
     steps = int(train["total_steps"])
     params = {k: int(sum(np.prod(v.shape) for v in getattr(trainer.model, f"{k}_variables")))
               for k in ("world_model", "actor", "value")}

@@ -14,6 +14,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from launch.benchmarks.distance import calls_per_s
 from mbold_tf.envs import tasks
 from mbold_tf.models import rig
 from mbold_tf.training import rig as rig_training
@@ -21,15 +22,6 @@ from mbold_tf.training import rig as rig_training
 # The CPU preset's model and batch (gin/presets/cpu/rig.gin): smaller MLPs, batch 128.
 CPU_PRESET = dict(actor_fc_layers=3, critic_fc_layers=3, fc_units=256)
 CPU_PRESET_BATCH = 128
-
-
-def _rate(fn, n):
-    fn()  # trace / warm up
-    fn()
-    t0 = time.perf_counter()
-    for _ in range(n):
-        fn()
-    return n / (time.perf_counter() - t0)
 
 
 def _vae_rate(settings, quick, rng):
@@ -45,7 +37,7 @@ def _vae_rate(settings, quick, rng):
                                       vae.trainable_variables))
         return loss
 
-    return _rate(lambda: step().numpy(), 10 if quick else 100)
+    return calls_per_s(lambda: step().numpy(), 10 if quick else 100)
 
 
 def _sac_rate(settings, quick, rng, batch_size=256):
@@ -64,7 +56,7 @@ def _sac_rate(settings, quick, rng, batch_size=256):
         update()["loss"].numpy()
         step.assign_add(1)
 
-    return _rate(one, 10 if quick else 100)
+    return calls_per_s(one, 10 if quick else 100)
 
 
 def _collect_rate(task, settings, quick):

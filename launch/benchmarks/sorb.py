@@ -13,6 +13,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from launch.benchmarks.distance import random_transitions
 from mbold_tf.models import sorb
 from mbold_tf.training import sorb as sorb_training
 
@@ -22,18 +23,9 @@ CPU_GRAPH_SIZE = 1000                                      # gin/presets/cpu/sor
 PAPER_GRAPH_SIZE = 2000                                    # App. B.4
 
 
-def _batch(rng, b):
-    img = lambda: tf.constant(rng.integers(0, 256, (b, 64, 64, 3), dtype=np.uint8))
-    reached = rng.random(b) < 0.3
-    return {"observation": img(), "next_observation": img(), "goal": img(),
-            "action": tf.constant(rng.uniform(-1, 1, (b, 4)).astype(np.float32)),
-            "reward": tf.constant(reached.astype(np.float32)),
-            "discount": tf.constant(1.0 - reached.astype(np.float32))}
-
-
 def _one(networks, quick, rng):
     model = sorb.SorbModel(sorb.sorb_settings(**networks))
-    batch = _batch(rng, 64)
+    batch = random_transitions(rng, 64)
     step = tf.Variable(0, dtype=tf.int64)
     train = sorb_training.build_train_step(model, lambda: batch, step,
                                            tf.keras.optimizers.Adam(3e-4),

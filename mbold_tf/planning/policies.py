@@ -21,7 +21,7 @@ from tf_agents.specs import tensor_spec
 from tf_agents.trajectories import policy_step
 
 
-def _safe(action: tf.Tensor, action_spec) -> tf.Tensor:
+def safe_action(action: tf.Tensor, action_spec) -> tf.Tensor:
     """Replaces non-finite entries by 0 and clips into the spec's bounds."""
     action = tf.where(tf.math.is_finite(action), action, tf.zeros_like(action))
     return tf.clip_by_value(action, action_spec.minimum, action_spec.maximum)
@@ -69,7 +69,7 @@ class QShootingPolicy(tf_policy.TFPolicy):
         obs = time_step.observation
         action = tf.map_fn(one, (obs["image"], obs["goal_image"], step),
                            fn_output_signature=tf.TensorSpec([a], tf.float32))
-        return policy_step.PolicyStep(_safe(action, spec), {"step": step + 1}, ())
+        return policy_step.PolicyStep(safe_action(action, spec), {"step": step + 1}, ())
 
 
 class GCBCPolicy(tf_policy.TFPolicy):
@@ -88,7 +88,7 @@ class GCBCPolicy(tf_policy.TFPolicy):
         del seed
         obs = time_step.observation
         action = tf.cast(self._bc_action_fn(obs["image"], obs["goal_image"]), tf.float32)
-        return policy_step.PolicyStep(_safe(action, self.action_spec), policy_state, ())
+        return policy_step.PolicyStep(safe_action(action, self.action_spec), policy_state, ())
 
 
 class UnbatchedPyPolicy(py_tf_eager_policy.PyTFEagerPolicy):

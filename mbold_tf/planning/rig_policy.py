@@ -20,6 +20,7 @@ from tf_agents.trajectories import policy_step
 
 from mbold_tf.models import distance_networks as dn
 from mbold_tf.models import rig
+from mbold_tf.planning import policies
 
 IMAGE_KEYS = ("image", "goal_image")
 
@@ -72,7 +73,5 @@ class RigPolicy(tf_policy.TFPolicy):
         image = dn.check_image(obs["image"], "image")
         goal_image = dn.check_image(obs["goal_image"], "goal_image")
         action = tf.cast(self._model.action(image, goal_image), tf.float32)
-        spec = self.action_spec
-        action = tf.where(tf.math.is_finite(action), action, tf.zeros_like(action))
-        action = tf.clip_by_value(action, spec.minimum, spec.maximum)
+        action = policies.safe_action(action, self.action_spec)
         return policy_step.PolicyStep(action, policy_state, ())

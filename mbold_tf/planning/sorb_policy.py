@@ -38,6 +38,8 @@ from tf_agents.policies import tf_policy
 from tf_agents.specs import tensor_spec
 from tf_agents.trajectories import policy_step
 
+from mbold_tf.planning import policies
+
 IMAGE_SHAPE = (64, 64, 3)
 
 
@@ -279,9 +281,7 @@ class SorbPolicy(tf_policy.TFPolicy):
         waypoint = tf.gather(nodes, tf.maximum(info["waypoint_index"], 0))
         target = tf.where(info["used_graph"][:, None, None, None], waypoint, goal)
         action = tf.cast(self._waypoint_policy_fn(image, target), tf.float32)
-        spec = self.action_spec
-        action = tf.where(tf.math.is_finite(action), action, tf.zeros_like(action))
-        action = tf.clip_by_value(action, spec.minimum, spec.maximum)
+        action = policies.safe_action(action, self.action_spec)
         return policy_step.PolicyStep(action, policy_state, info)
 
 
