@@ -211,6 +211,28 @@ def test_report_draws_a_training_length_curve_from_files_that_differ_in_steps():
     assert report.curve_tables([("a.json", run(3000)), ("d.json", run(3000))]) == []
 
 
+def test_the_curve_adds_the_models_training_cpu_minutes_when_every_run_timed_all_its_steps():
+    def run(steps, predictor_first_step):
+        data = copy.deepcopy(_sample_results())
+        timed = {"timed_steps": steps, "first_step": 0, "wall_minutes": 9.0,
+                 "cpu_minutes": steps / 1000}
+        data["header"]["models"] = {
+            "distance": {"dir": "d", "step": steps, "dataset": "reach_cpu",
+                         "training_time": timed},
+            "predictor": {"dir": "p", "step": 500, "dataset": "reach_cpu",
+                          "training_time": dict(timed, cpu_minutes=2.5,
+                                                first_step=predictor_first_step)}}
+        return data
+
+    text = "\n".join(report.curve_tables([("a.json", run(3000, 0)), ("b.json", run(6000, 100))]))
+    rows = {line.split(" | ")[0]: line.split(" | ") for line in text.splitlines()
+            if line.startswith("| 3000") or line.startswith("| 6000")}
+    assert rows["| 3000"][2] == "5.5"  # 3.0 + 2.5 CPU-minutes
+    assert rows["| 6000"][2] == "—"  # the predictor's record starts at step 100
+    header = "\n".join(report._header_lines(run(6000, 100)["header"], 1, 10))
+    assert "trained in 9.0 min wall, 2.5 CPU-min (steps 100–500 only)" in header
+
+
 def test_report_combines_files_of_other_methods_on_the_same_goals():
     planners = _sample_results()  # MBOLD, true distance, random
     baselines = copy.deepcopy(_sample_results())

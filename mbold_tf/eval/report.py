@@ -102,8 +102,29 @@ def _header_lines(header: Mapping[str, Any], seeds: int, goals: int) -> List[str
         if run:
             step = run["step"] if run["step"] is not None else "?"
             data = f" on `{run['dataset']}`" if run.get("dataset") else ""
-            lines.append(f"- {role}: `{run['dir']}`, {step} training steps{data}")
+            lines.append(f"- {role}: `{run['dir']}`, {step} training steps{data}"
+                         + _time_note(run))
     return lines
+
+
+def _time_note(run: Mapping[str, Any]) -> str:
+    """', trained in W min wall / C CPU-min' from the run's timing record ('' without one); names
+    the first timed step when the record does not cover the whole run."""
+    t = run.get("training_time")
+    if not t:
+        return ""
+    part = f" (steps {t['first_step']}–{run['step']} only)" if t["first_step"] else ""
+    return f"; trained in {t['wall_minutes']:.1f} min wall, {t['cpu_minutes']:.1f} CPU-min{part}"
+
+
+def _cpu_minutes(header: Mapping[str, Any]) -> str:
+    """Total CPU-minutes of the header's models when every trained model timed its whole run,
+    else '—'."""
+    runs = [run for run in header["models"].values() if run]
+    times = [run.get("training_time") for run in runs]
+    if not runs or any(not t or t["first_step"] for t in times):
+        return "—"
+    return f"{sum(t['cpu_minutes'] for t in times):.1f}"
 
 
 def _pct(x: float) -> str:
@@ -280,15 +301,16 @@ def curve_tables(files: Sequence[Tuple[str, Mapping[str, Any]]]) -> List[str]:
         roles = [r for r, _ in _model_steps(members[0][1]["header"])]
         lines += [f"### Training-length curve: {key[0]}, {len(key[3])} goals × {len(key[4])} "
                   f"seed{'s' if len(key[4]) != 1 else ''}", "",
-                  "Success % [95% CI] (n) against each model's training steps, from the files "
-                  "below on the same goals, seeds and planner:", "",
-                  "| " + " | ".join(f"{r} steps" for r in roles) + " | " +
+                  "Success % [95% CI] (n) against each model's training steps and their "
+                  "training CPU-minutes (summed over the models; — when a run did not time all "
+                  "its steps), from the files below on the same goals, seeds and planner:", "",
+                  "| " + " | ".join(f"{r} steps" for r in roles) + " | training CPU-min | " +
                   " | ".join(cell_name(c) for c in cells) + " | file |",
-                  "|" + "---|" * (len(roles) + len(cells) + 1)]
+                  "|" + "---|" * (len(roles) + len(cells) + 2)]
         for path, data in members:
             by_cell = {(r["method"], r["model"]): r for r in summary_rows(data["episodes"])}
             steps = dict(_model_steps(data["header"]))
-            row = [str(steps.get(r, "—")) for r in roles]
+            row = [str(steps.get(r, "—")) for r in roles] + [_cpu_minutes(data["header"])]
             for c in cells:
                 r = by_cell.get(c)
                 row.append("—" if r is None else f"{_pct(r['success'])} [{_pct(r['ci_low'])}, "

@@ -24,6 +24,8 @@ import re
 import sys
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
+from mbold_tf.utils import training
+
 FORMAT = "mbold-eval-episodes"
 VERSION = 1
 HEADER_FIELDS = ("task", "hard", "goal_seed", "num_goals", "goal_indices", "seeds", "command",
@@ -58,7 +60,8 @@ def describe_run(root_dir: Optional[str]) -> Optional[Dict[str, Any]]:
     """dict describing a trained model's run directory (None for None).
 
     Keys: dir, step (of the newest checkpoint ``ckpt-<step>``, None without one), dataset (the
-    ``*.dataset`` binding in the run's gin record, None when absent).
+    ``*.dataset`` binding in the run's gin record, None when absent), and ``training_time``
+    (:func:`mbold_tf.utils.training.training_time`) when the run recorded one.
     """
     if not root_dir:
         return None
@@ -74,7 +77,11 @@ def describe_run(root_dir: Optional[str]) -> Optional[Dict[str, Any]]:
             with open(os.path.join(root_dir, name)) as f:
                 match = re.search(r"^\w+\.dataset\s*=\s*'([^']+)'", f.read(), re.M)
             dataset = match.group(1) if match else dataset
-    return {"dir": os.path.normpath(root_dir), "step": step, "dataset": dataset}
+    described = {"dir": os.path.normpath(root_dir), "step": step, "dataset": dataset}
+    timing = training.training_time(root_dir) if os.path.isdir(root_dir) else None
+    if timing is not None:
+        described["training_time"] = timing
+    return described
 
 
 def make_header(task: str, hard: bool, goal_seed: int, num_goals: int,

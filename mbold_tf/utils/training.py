@@ -4,9 +4,15 @@ Both the video predictor and the distance agent train through :class:`TrainingLo
 long job behaves the same way: it resumes from the latest checkpoint in ``root_dir``, logs steps/s
 and an ETA, writes scalar summaries, refuses to save non-finite weights, and saves a checkpoint
 when it is interrupted (Ctrl-C or SIGTERM), so nothing is lost when a run is killed.
+
+Each save also records how long training took in ``root_dir/timing.json`` (:func:`training_time`
+reads it): one segment per process that trained the run, with its steps, wall seconds and the
+process's CPU seconds (all threads). CPU time is the budget measure that survives shared cores
+and pauses; wall time is what a user waits.
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -86,6 +92,33 @@ def check_finite_weights(trackables: Mapping[str, object], checkpoint: str) -> N
                          f"cannot be used. Retrain, or restore an earlier checkpoint of the run.")
 
 
+TIMING_FILE = "timing.json"
+
+
+def _read_segments(root_dir: str) -> List[Dict[str, float]]:
+    path = os.path.join(root_dir, TIMING_FILE)
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return list(json.load(f)["segments"])
+
+
+def training_time(root_dir: str) -> Optional[Dict[str, float]]:
+    """How long the run in ``root_dir`` trained, from its ``timing.json``; None without one.
+
+    Returns a dict: ``timed_steps`` (int, steps covered by the record), ``first_step`` (int, the
+    step the first recorded segment started from: 0 when the whole run was timed),
+    ``wall_minutes`` and ``cpu_minutes`` (float, summed over the segments).
+    """
+    segments = _read_segments(root_dir)
+    if not segments:
+        return None
+    return {"timed_steps": int(sum(s["to_step"] - s["from_step"] for s in segments)),
+            "first_step": int(min(s["from_step"] for s in segments)),
+            "wall_minutes": round(sum(s["wall_seconds"] for s in segments) / 60.0, 6),
+            "cpu_minutes": round(sum(s["cpu_seconds"] for s in segments) / 60.0, 6)}
+
+
 class TrainingLoop:
     """Runs ``train_step`` until ``total_steps`` with checkpointing, summaries and progress.
 
@@ -117,6 +150,9 @@ class TrainingLoop:
         self.bounds = dict(bounds or {})
         self.before_save = before_save
         self._saved_step: Optional[int] = None
+        self._segment: Optional[Dict[str, float]] = None  # this process's timing record
+        self._earlier_segments: List[Dict[str, float]] = []
+        self._segment_clock = (0.0, 0.0)
         self.step = step
         self.total_steps = int(total_steps)
         self.checkpoint_every = max(1, int(checkpoint_every))
@@ -161,7 +197,21 @@ class TrainingLoop:
         self._saved_step = int(self.step.numpy())
         path = self.manager.save(checkpoint_number=self._saved_step)
         logging.info("Saved checkpoint %s", path)
+        self._record_time()
         return path
+
+    def _record_time(self) -> None:
+        """Rewrites ``timing.json`` with this process's segment ending at the saved step (chief
+        only; atomic, so a kill mid-write keeps the previous record)."""
+        if self._segment is None or not self.task.is_chief:
+            return
+        self._segment.update(to_step=self._saved_step,
+                             wall_seconds=round(time.time() - self._segment_clock[0], 4),
+                             cpu_seconds=round(time.process_time() - self._segment_clock[1], 4))
+        path = os.path.join(self.root_dir, TIMING_FILE)
+        with open(path + ".tmp", "w") as f:
+            json.dump({"segments": self._earlier_segments + [dict(self._segment)]}, f, indent=1)
+        os.replace(path + ".tmp", path)
 
     def run(self, train_step: Callable[[], Mapping[str, tf.Tensor]],
             summary_fn: Optional[Callable[[int], None]] = None,
@@ -198,6 +248,12 @@ class TrainingLoop:
     def _run(self, train_step, summary_fn, summary_fn_every) -> Dict[str, float]:
         restored = self.restore()
         start_step = int(self.step.numpy())
+        # Timing record: segments beyond the restored step were lost with their checkpoints.
+        self._earlier_segments = [seg for seg in _read_segments(self.root_dir)
+                                  if seg["to_step"] <= start_step]
+        self._segment = {"from_step": start_step, "to_step": start_step,
+                         "wall_seconds": 0.0, "cpu_seconds": 0.0}
+        self._segment_clock = (time.time(), time.process_time())
         # Speed and ETA come from steady-state steps: the clock starts after the first step,
         # which traces and compiles the graph, and restarts at every log line.
         window_step, window_t = start_step, time.time()
