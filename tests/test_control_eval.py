@@ -269,6 +269,30 @@ def test_report_combines_files_of_other_methods_on_the_same_goals():
     assert "| 0, 1 | `s.json` |" in text and "| MBOLD · video predictor | GCBC | 10 | " in text
 
 
+def test_each_mbold_run_with_the_most_seeds_anchors_its_own_all_methods_table():
+    cpu = _sample_results()  # MBOLD 30%, 1 seed
+    later = copy.deepcopy(cpu)
+    for e in later["episodes"]:
+        if e["method"] == "mbold" and e["model"] == "predictor":
+            e["success"] = float(e["goal_index"] < 7)  # another MBOLD run: 70%
+    baselines = copy.deepcopy(cpu)
+    baselines["episodes"] = [dict(e, method="gcbc", model="none", cost="none")
+                             for e in baselines["episodes"] if e["method"] == "random"]
+    point = copy.deepcopy(later)  # a curve point: fewer seeds, anchors nothing
+    point["header"]["seeds"], cpu["header"]["seeds"], later["header"]["seeds"] = [], [0, 1], [0, 1]
+    for data in (cpu, later):
+        data["episodes"] += [dict(e, seed=1) for e in copy.deepcopy(data["episodes"])]
+    text = "\n".join(report.method_tables([("a.json", cpu), ("b.json", baselines),
+                                           ("c.json", later), ("d.json", point)]))
+    titles = [line for line in text.splitlines() if line.startswith("### All methods")]
+    assert titles == ["### All methods: reach, 10 goals, MBOLD from `a.json`",
+                      "### All methods: reach, 10 goals, MBOLD from `c.json`"]
+    first, second = text.split(titles[1])
+    assert "| MBOLD | video predictor | 20 (10 distinct) | 30.0 " in first and "`b.json`" in first
+    assert "| MBOLD | video predictor | 20 (10 distinct) | 70.0 " in second and "`b.json`" in second
+    assert "`d.json`" not in text
+
+
 def test_repeated_seeds_of_a_deterministic_policy_do_not_narrow_its_interval():
     data = _sample_results()
     three = []

@@ -337,57 +337,83 @@ def _agree(a, b) -> bool:
     return _outcomes(a, shared) == _outcomes(b, shared)
 
 
+def _join(members: Sequence[Tuple[str, Mapping[str, Any]]]):
+    """Joins files in the given order: a file joins when each (method, model) cell it shares
+    with those already in agrees with them on their common episodes; the cell then counts once,
+    from the file with more of its episodes (the first on a tie). Returns (cell -> owning path,
+    cell -> episodes, files joined)."""
+    owner: Dict[Cell, str] = {}
+    kept: Dict[Cell, List] = collections.OrderedDict()
+    joined = 0
+    for path, data in members:
+        cells = _cells(data["episodes"])
+        if any(c in kept and not _agree(kept[c], eps) for c, eps in cells.items()):
+            continue
+        joined += 1
+        for c, eps in cells.items():
+            if c not in kept or len(eps) > len(kept[c]):
+                owner[c], kept[c] = path, eps
+    return owner, kept, joined
+
+
 def method_tables(files: Sequence[Tuple[str, Mapping[str, Any]]]) -> List[str]:
-    """Markdown: one table of every method over results files on the same goals (e.g. the
+    """Markdown: tables of every method over results files on the same goals (e.g. the
     baselines evaluated apart from MBOLD), with paired comparisons of MBOLD (predictor) against
     each and of every other cell without the simulator against random, over the (goal, seed)
     episodes both sides have (the "pairs" column); [] when no two files combine.
 
-    Files join in order of more seeds first, then path. A file joins when each (method, model)
-    cell it shares with the files already in agrees with them on their common episodes (a
-    deterministic policy such as the seeded random one); the cell then counts once, from the
-    first file. A file whose shared cell differs (e.g. MBOLD with other models) stays out.
+    One table per MBOLD run: each file with an MBOLD · video predictor cell and the most seeds
+    among such files (e.g. the `cpu` and the `results` preset's evaluations, not a 1-seed curve
+    point) anchors a table. The other files join after it in order of more seeds first, then
+    path, when each (method, model) cell they share with the files already in agrees with them on
+    their common episodes (a deterministic policy such as the seeded random one); the cell then
+    counts once, from the file with more of its episodes. A file whose shared cell differs (e.g. MBOLD with other
+    models) stays out of that table. Without an MBOLD file, one table joins them all.
     """
     groups: Dict[Any, List[Tuple[str, Mapping[str, Any]]]] = collections.OrderedDict()
     for path, data in sorted(files, key=lambda f: (-len(f[1]["header"]["seeds"]), f[0])):
         groups.setdefault(_goals_key(data["header"]), []).append((path, data))
     lines: List[str] = []
     for key, members in groups.items():
-        owner: Dict[Cell, str] = {}
-        kept: Dict[Cell, List] = collections.OrderedDict()
-        joined = 0
-        for path, data in members:
-            cells = _cells(data["episodes"])
-            if any(c in kept and not _agree(kept[c], eps) for c, eps in cells.items()):
+        with_mbold = [m for m in members if ("mbold", "predictor") in _cells(m[1]["episodes"])]
+        most = max((len(d["header"]["seeds"]) for _, d in with_mbold), default=0)
+        anchors = [m for m in with_mbold if len(m[1]["header"]["seeds"]) == most] or [None]
+        for anchor in anchors:
+            order = ([anchor] if anchor else []) + [m for m in members if m is not anchor]
+            owner, kept, joined = _join(order)
+            if joined < 2:
                 continue
-            joined += 1
-            for c, eps in cells.items():
-                if c not in kept:
-                    owner[c], kept[c] = path, eps
-        if joined < 2:
-            continue
-        episodes = [e for eps in kept.values() for e in eps]
-        rows = summary_rows(episodes)
-        cells = list(_cells(episodes))
-        pairs = [(("mbold", "predictor"), c) for c in cells
-                 if ("mbold", "predictor") in cells and c != ("mbold", "predictor")]
-        pairs += [(c, ("random", "none")) for c in cells
-                  if ("random", "none") in cells and c != ("random", "none")
-                  and (c, ("random", "none")) not in pairs
-                  and (("random", "none"), c) not in pairs and c[0] != "mbold"
-                  and c[1] != "simulator"]
-        table = summary_table(rows)
-        table = [table[0].rstrip(" |") + " | seeds | file |", table[1] + "---|---|"] + [
-            line + f" {_seeds(kept[(r['method'], r['model'])])} | "
-                   f"`{owner[(r['method'], r['model'])]}` |" for line, r in zip(table[2:], rows)]
-        lines += [f"### All methods: {key[0]}, {len(key[3])} goals", "",
-                  "Every method evaluated on these goals, from the files named in the last column "
-                  "(their commands and models are in their sections below):", ""]
-        lines += table
-        comparisons = comparison_table(episodes, pairs)
-        if comparisons:
-            lines += ["", "Paired on the (goal, seed) episodes both sides have:", ""] + comparisons
-        lines.append("")
+            lines += _method_table(key, owner, kept, anchor[0] if anchor and
+                                   len(anchors) > 1 else None)
+    return lines
+
+
+def _method_table(key, owner: Mapping[Cell, str], kept: Mapping[Cell, List],
+                  anchor: Optional[str]) -> List[str]:
+    """One all-methods table and its paired comparisons (see :func:`method_tables`)."""
+    episodes = [e for eps in kept.values() for e in eps]
+    rows = summary_rows(episodes)
+    cells = list(_cells(episodes))
+    pairs = [(("mbold", "predictor"), c) for c in cells
+             if ("mbold", "predictor") in cells and c != ("mbold", "predictor")]
+    pairs += [(c, ("random", "none")) for c in cells
+              if ("random", "none") in cells and c != ("random", "none")
+              and (c, ("random", "none")) not in pairs
+              and (("random", "none"), c) not in pairs and c[0] != "mbold"
+              and c[1] != "simulator"]
+    table = summary_table(rows)
+    table = [table[0].rstrip(" |") + " | seeds | file |", table[1] + "---|---|"] + [
+        line + f" {_seeds(kept[(r['method'], r['model'])])} | "
+               f"`{owner[(r['method'], r['model'])]}` |" for line, r in zip(table[2:], rows)]
+    title = f"### All methods: {key[0]}, {len(key[3])} goals"
+    lines = [title + (f", MBOLD from `{anchor}`" if anchor else ""), "",
+             "Every method evaluated on these goals, from the files named in the last column "
+             "(their commands and models are in their sections below):", ""]
+    lines += table
+    comparisons = comparison_table(episodes, pairs)
+    if comparisons:
+        lines += ["", "Paired on the (goal, seed) episodes both sides have:", ""] + comparisons
+    lines.append("")
     return lines
 
 
