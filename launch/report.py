@@ -2,6 +2,7 @@
 
     python -m launch.report results/reach_upper_bound.json results/push1_upper_bound.json
     python -m launch.report results/*.json --out=docs/results.md   # the project's results page
+    python -m launch.report results/*.json --readme=README.md       # the README's results table
 
 Each file becomes a section: its header (command, planner preset, models' training steps,
 goals × seeds, date, machine), success rates with Wilson 95% intervals, paired comparisons on the
@@ -19,6 +20,8 @@ from mbold_tf.eval import report
 from mbold_tf.eval import results
 
 flags.DEFINE_string("out", None, "Write the Markdown here (default: print it).")
+flags.DEFINE_string("readme", None, "Rewrite this README's generated results block (between "
+                    "its results markers) with the headline table of the files.")
 FLAGS = flags.FLAGS
 
 def main(argv):
@@ -29,15 +32,22 @@ def main(argv):
     if not paths:
         sys.exit("Give one or more results files: python -m launch.report results/*.json")
     try:
+        if FLAGS.readme:
+            with open(FLAGS.readme) as f:
+                text = report.readme_with_headline(
+                    f.read(), [(p, results.load_results(p)) for p in sorted(paths)])
+            with open(FLAGS.readme, "w") as f:
+                f.write(text)
+            print(f"Rewrote the results block of {FLAGS.readme} from {len(paths)} file(s).")
         if FLAGS.out:
             text = report.results_page(paths, FLAGS.out)
             os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
             with open(FLAGS.out, "w") as f:
                 f.write(text)
             print(f"Wrote {FLAGS.out} from {len(paths)} results file(s).")
-        else:
+        elif not FLAGS.readme:
             print(report.render([(p, results.load_results(p)) for p in paths]), end="")
-    except (results.ResultsFormatError, FileNotFoundError) as e:
+    except (results.ResultsFormatError, FileNotFoundError, ValueError) as e:
         sys.exit(f"launch.report: {e}")
 
 

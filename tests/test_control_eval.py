@@ -291,6 +291,14 @@ def test_each_mbold_run_with_the_most_seeds_anchors_its_own_all_methods_table():
     assert "| MBOLD | video predictor | 20 (10 distinct) | 30.0 " in first and "`b.json`" in first
     assert "| MBOLD | video predictor | 20 (10 distinct) | 70.0 " in second and "`b.json`" in second
     assert "`d.json`" not in text
+    # The README's headline takes the newest anchor: c.json's 70%, then a.json's 30% when newer.
+    cpu["header"]["date"], later["header"]["date"] = "2026-01-01 00:00 UTC", "2026-02-01 00:00 UTC"
+    files = [("a.json", cpu), ("b.json", baselines), ("c.json", later), ("d.json", point)]
+    headline = "\n".join(report.headline_table(files))
+    assert "| MBOLD · video predictor | 70 [40, 89], 10 |" in headline and "`c.json`" in headline
+    cpu["header"]["date"] = "2026-03-01 00:00 UTC"
+    headline = "\n".join(report.headline_table(files))
+    assert "| MBOLD · video predictor | 30 [11, 60], 10 |" in headline and "`c.json`" not in headline
 
 
 def test_repeated_seeds_of_a_deterministic_policy_do_not_narrow_its_interval():
@@ -363,6 +371,14 @@ def test_results_page_is_the_report_of_the_committed_results():
     with open(os.path.join(root, "docs", "results.md")) as f:
         assert f.read() == expected, "regenerate: python -m launch.report results/*.json " \
                                      "--out=docs/results.md"
+    with open(os.path.join(root, "README.md")) as f:
+        readme = f.read()
+    files = [(p, results.load_results(os.path.join(root, p))) for p in rel]
+    assert report.readme_with_headline(readme, files) == readme, \
+        "regenerate: python -m launch.report results/*.json --readme=README.md"
+    assert "| MBOLD · video predictor |" in readme  # the block is not empty
+    with pytest.raises(ValueError, match="no results block"):
+        report.readme_with_headline("# A README without the markers\n", files)
 
 
 def test_evaluate_names_a_bad_grid_without_a_traceback():
