@@ -291,6 +291,21 @@ def test_each_mbold_run_with_the_most_seeds_anchors_its_own_all_methods_table():
     assert "| MBOLD | video predictor | 20 (10 distinct) | 30.0 " in first and "`b.json`" in first
     assert "| MBOLD | video predictor | 20 (10 distinct) | 70.0 " in second and "`b.json`" in second
     assert "`d.json`" not in text
+    # A file left out still lends the cells that use no trained model (same planner settings).
+    for e in later["episodes"]:
+        if e["method"] == "privileged":
+            e["method"] = "gone"
+    later["episodes"] = [e for e in later["episodes"] if e["method"] != "gone"]
+    text = "\n".join(report.method_tables([("a.json", cpu), ("b.json", baselines),
+                                           ("c.json", later)]))
+    second = text.split("MBOLD from `c.json`")[1]
+    assert "| true distance (privileged) | simulator (privileged) | 20 " in second
+    assert second.count("`a.json`") == 1  # only that row comes from the left-out file
+    cpu["header"]["planner_config"] = {"num_samples": 7}
+    text = "\n".join(report.method_tables([("a.json", cpu), ("b.json", baselines),
+                                           ("c.json", later)]))
+    assert "true distance" not in text.split("MBOLD from `c.json`")[1]
+    cpu["header"]["planner_config"] = later["header"]["planner_config"]
     # The README's headline takes the newest anchor: c.json's 70%, then a.json's 30% when newer.
     cpu["header"]["date"], later["header"]["date"] = "2026-01-01 00:00 UTC", "2026-02-01 00:00 UTC"
     files = [("a.json", cpu), ("b.json", baselines), ("c.json", later), ("d.json", point)]

@@ -337,21 +337,36 @@ def _agree(a, b) -> bool:
     return _outcomes(a, shared) == _outcomes(b, shared)
 
 
+# Cells that use no trained model: the same planner settings give them the same episodes
+# whichever models a file's other cells used.
+UNTRAINED_CELLS = (("vf", "simulator"), ("privileged", "simulator"), ("random", "none"))
+
+
 def _join(members: Sequence[Tuple[str, Mapping[str, Any]]]):
     """Joins files in the given order: a file joins when each (method, model) cell it shares
     with those already in agrees with them on their common episodes; the cell then counts once,
-    from the file with more of its episodes (the first on a tie). Returns (cell -> owning path,
-    cell -> episodes, files joined)."""
+    from the file with more of its episodes (the first on a tie). A file that does not join
+    still lends its :data:`UNTRAINED_CELLS` that no joined file has, when its planner settings
+    equal the first file's. Returns (cell -> owning path, cell -> episodes, files joined)."""
     owner: Dict[Cell, str] = {}
     kept: Dict[Cell, List] = collections.OrderedDict()
     joined = 0
+    left_out = []
     for path, data in members:
         cells = _cells(data["episodes"])
         if any(c in kept and not _agree(kept[c], eps) for c, eps in cells.items()):
+            left_out.append((path, data))
             continue
         joined += 1
         for c, eps in cells.items():
             if c not in kept or len(eps) > len(kept[c]):
+                owner[c], kept[c] = path, eps
+    planner = members[0][1]["header"].get("planner_config") if members else None
+    for path, data in left_out:
+        if data["header"].get("planner_config") != planner:
+            continue
+        for c, eps in _cells(data["episodes"]).items():
+            if c in UNTRAINED_CELLS and c not in kept:
                 owner[c], kept[c] = path, eps
     return owner, kept, joined
 
@@ -368,7 +383,9 @@ def method_tables(files: Sequence[Tuple[str, Mapping[str, Any]]]) -> List[str]:
     path, when each (method, model) cell they share with the files already in agrees with them on
     their common episodes (a deterministic policy such as the seeded random one); the cell then
     counts once, from the file with more of its episodes. A file whose shared cell differs (e.g. MBOLD with other
-    models) stays out of that table. Without an MBOLD file, one table joins them all.
+    models) stays out of that table, but for its cells that use no trained model
+    (:data:`UNTRAINED_CELLS`, same planner settings). Without an MBOLD file, one table joins them
+    all.
     """
     lines: List[str] = []
     for key, anchor, owner, kept, several, _ in anchored_joins(files):
