@@ -9,6 +9,7 @@ import tensorflow as tf
 
 import mbold_tf
 from mbold_tf.utils import run_lock
+from mbold_tf.utils import timing
 from mbold_tf.utils import training
 
 
@@ -144,15 +145,15 @@ def test_each_process_that_trains_a_run_adds_a_timed_segment(tmp_path):
     """timing.json: one segment per process, ending at its last save; a resumed run adds one,
     and a segment past the checkpoint a run resumes from is dropped with it."""
     root = str(tmp_path / "run")
-    assert training.training_time(root) is None
+    assert timing.training_time(root) is None
     loop, _, _, train_step = _loop(root, 8, [])
     loop.run(train_step)
-    first = training.training_time(root)
+    first = timing.training_time(root)
     assert first["timed_steps"] == 8 and first["first_step"] == 0
     assert first["wall_minutes"] > 0 and first["cpu_minutes"] > 0
     loop2, _, _, train_step2 = _loop(root, 10, [])
     loop2.run(train_step2)
-    both = training.training_time(root)
+    both = timing.training_time(root)
     assert both["timed_steps"] == 10 and both["first_step"] == 0
     assert both["cpu_minutes"] >= first["cpu_minutes"]
     # the newest checkpoint (step 10) is lost: the run resumes from 8 and forgets 8 -> 10
@@ -164,4 +165,4 @@ def test_each_process_that_trains_a_run_adds_a_timed_segment(tmp_path):
     loop3, step3, _, train_step3 = _loop(root, 12, [])
     loop3.run(train_step3)
     assert int(step3.numpy()) == 12
-    assert training.training_time(root)["timed_steps"] == 12  # 0->8, 8->12; not 8->10 too
+    assert timing.training_time(root)["timed_steps"] == 12  # 0->8, 8->12; not 8->10 too

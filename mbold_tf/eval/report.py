@@ -17,7 +17,7 @@ The output depends only on the files, so re-rendering a file reproduces its tabl
 from __future__ import annotations
 
 import collections
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -382,21 +382,30 @@ def method_tables(files: Sequence[Tuple[str, Mapping[str, Any]]]) -> List[str]:
     point) anchors a table. The other files join after it in order of more seeds first, then
     path, when each (method, model) cell they share with the files already in agrees with them on
     their common episodes (a deterministic policy such as the seeded random one); the cell then
-    counts once, from the file with more of its episodes. A file whose shared cell differs (e.g. MBOLD with other
-    models) stays out of that table, but for its cells that use no trained model
-    (:data:`UNTRAINED_CELLS`, same planner settings). Without an MBOLD file, one table joins them
-    all.
+    counts once, from the file with more of its episodes. A file whose shared cell differs (e.g.
+    MBOLD with other models) stays out of that table, but for its cells that use no trained
+    model (:data:`UNTRAINED_CELLS`, same planner settings). Without an MBOLD file, one table
+    joins them all.
     """
     lines: List[str] = []
-    for key, anchor, owner, kept, several, _ in anchored_joins(files):
-        lines += _method_table(key, owner, kept, anchor if several else None)
+    for j in anchored_joins(files):
+        lines += _method_table(j.key, j.owner, j.kept, j.anchor if j.several else None)
     return lines
 
 
-def anchored_joins(files: Sequence[Tuple[str, Mapping[str, Any]]]) -> List[Tuple]:
-    """The joins behind :func:`method_tables`: (goals key, anchor path or None, cell -> owning
-    path, cell -> episodes, whether the goals have several anchors, the anchor's date), one per
-    anchor whose join holds at least two files."""
+class Join(NamedTuple):
+    """One all-methods join (:func:`anchored_joins`)."""
+    key: Tuple  # the goals (:func:`_goals_key`)
+    anchor: Optional[str]  # the anchoring MBOLD file, None without one
+    owner: Mapping[Cell, str]  # cell -> the file it comes from
+    kept: Mapping[Cell, List]  # cell -> its episodes
+    several: bool  # whether these goals have several anchors
+    date: str  # the anchor's evaluation date ('' without one)
+
+
+def anchored_joins(files: Sequence[Tuple[str, Mapping[str, Any]]]) -> List[Join]:
+    """The joins behind :func:`method_tables`, one per anchor whose join holds at least two
+    files."""
     groups: Dict[Any, List[Tuple[str, Mapping[str, Any]]]] = collections.OrderedDict()
     for path, data in sorted(files, key=lambda f: (-len(f[1]["header"]["seeds"]), f[0])):
         groups.setdefault(_goals_key(data["header"]), []).append((path, data))
@@ -409,8 +418,8 @@ def anchored_joins(files: Sequence[Tuple[str, Mapping[str, Any]]]) -> List[Tuple
             order = ([anchor] if anchor else []) + [m for m in members if m is not anchor]
             owner, kept, joined = _join(order)
             if joined >= 2:
-                joins.append((key, anchor[0] if anchor else None, owner, kept, len(anchors) > 1,
-                              anchor[1]["header"]["date"] if anchor else ""))
+                joins.append(Join(key, anchor[0] if anchor else None, owner, kept,
+                                  len(anchors) > 1, anchor[1]["header"]["date"] if anchor else ""))
     return joins
 
 
@@ -422,16 +431,17 @@ def headline_table(files: Sequence[Tuple[str, Mapping[str, Any]]]) -> List[str]:
     """Markdown for the README: 'success % [95% CI], n' (n: distinct episodes) of every (method,
     model) per task, rounded, from each task's newest all-methods join (:func:`anchored_joins`,
     newest anchor by date), with the files it draws on; [] when no files combine."""
-    newest: Dict[str, Tuple] = collections.OrderedDict()
+    newest: Dict[str, Join] = collections.OrderedDict()
     for join in anchored_joins(files):
-        task = join[0][0] + (" (hard)" if join[0][1] else "")
-        if task not in newest or (join[5], join[1] or "") > (newest[task][5], newest[task][1] or ""):
+        task = join.key[0] + (" (hard)" if join.key[1] else "")
+        if task not in newest or (join.date, join.anchor or "") > (newest[task].date,
+                                                                   newest[task].anchor or ""):
             newest[task] = join
     if not newest:
         return []
     tasks = list(newest)
     stats_by_task = {t: {(r["method"], r["model"]): r for r in
-                         summary_rows([e for eps in newest[t][3].values() for e in eps])}
+                         summary_rows([e for eps in newest[t].kept.values() for e in eps])}
                      for t in tasks}
     cells = sorted({c for t in tasks for c in stats_by_task[t]},
                    key=lambda c: (HEADLINE_ORDER.index(c[0]) if c[0] in HEADLINE_ORDER

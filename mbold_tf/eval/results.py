@@ -24,7 +24,7 @@ import re
 import sys
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-from mbold_tf.utils import training
+from mbold_tf.utils import timing
 
 FORMAT = "mbold-eval-episodes"
 VERSION = 1
@@ -61,7 +61,7 @@ def describe_run(root_dir: Optional[str]) -> Optional[Dict[str, Any]]:
 
     Keys: dir, step (of the newest checkpoint ``ckpt-<step>``, None without one), dataset (the
     ``*.dataset`` binding in the run's gin record, None when absent), and ``training_time``
-    (:func:`mbold_tf.utils.training.training_time`) when the run recorded one.
+    (:func:`mbold_tf.utils.timing.training_time`) when the run recorded one.
     """
     if not root_dir:
         return None
@@ -78,9 +78,9 @@ def describe_run(root_dir: Optional[str]) -> Optional[Dict[str, Any]]:
                 match = re.search(r"^\w+\.dataset\s*=\s*'([^']+)'", f.read(), re.M)
             dataset = match.group(1) if match else dataset
     described = {"dir": os.path.normpath(root_dir), "step": step, "dataset": dataset}
-    timing = training.training_time(root_dir) if os.path.isdir(root_dir) else None
-    if timing is not None:
-        described["training_time"] = timing
+    timed = timing.training_time(root_dir) if os.path.isdir(root_dir) else None
+    if timed is not None:
+        described["training_time"] = timed
     return described
 
 

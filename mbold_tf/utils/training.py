@@ -5,9 +5,9 @@ long job behaves the same way: it resumes from the latest checkpoint in ``root_d
 and an ETA, writes scalar summaries, refuses to save non-finite weights, and saves a checkpoint
 when it is interrupted (Ctrl-C or SIGTERM), so nothing is lost when a run is killed.
 
-Each save also records how long training took in ``root_dir/timing.json`` (:func:`training_time`
-reads it): one segment per process that trained the run, with its steps, wall seconds and the
-process's CPU seconds (all threads). CPU time is the budget measure that survives shared cores
+Each save also records how long training took in ``root_dir/timing.json``
+(:func:`mbold_tf.utils.timing.training_time` reads it): one segment per process that trained the
+run, with its steps, wall seconds and the process's CPU seconds (all threads). CPU time is the budget measure that survives shared cores
 and pauses; wall time is what a user waits.
 """
 from __future__ import annotations
@@ -24,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from mbold_tf.utils import distribute
+from mbold_tf.utils import timing
 from mbold_tf.utils import run_lock
 
 
@@ -90,33 +91,6 @@ def check_finite_weights(trackables: Mapping[str, object], checkpoint: str) -> N
     if bad:
         raise ValueError(f"Checkpoint {checkpoint} holds non-finite weights ({bad[:3]}); it "
                          f"cannot be used. Retrain, or restore an earlier checkpoint of the run.")
-
-
-TIMING_FILE = "timing.json"
-
-
-def _read_segments(root_dir: str) -> List[Dict[str, float]]:
-    path = os.path.join(root_dir, TIMING_FILE)
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        return list(json.load(f)["segments"])
-
-
-def training_time(root_dir: str) -> Optional[Dict[str, float]]:
-    """How long the run in ``root_dir`` trained, from its ``timing.json``; None without one.
-
-    Returns a dict: ``timed_steps`` (int, steps covered by the record), ``first_step`` (int, the
-    step the first recorded segment started from: 0 when the whole run was timed),
-    ``wall_minutes`` and ``cpu_minutes`` (float, summed over the segments).
-    """
-    segments = _read_segments(root_dir)
-    if not segments:
-        return None
-    return {"timed_steps": int(sum(s["to_step"] - s["from_step"] for s in segments)),
-            "first_step": int(min(s["from_step"] for s in segments)),
-            "wall_minutes": round(sum(s["wall_seconds"] for s in segments) / 60.0, 6),
-            "cpu_minutes": round(sum(s["cpu_seconds"] for s in segments) / 60.0, 6)}
 
 
 class TrainingLoop:
@@ -208,7 +182,7 @@ class TrainingLoop:
         self._segment.update(to_step=self._saved_step,
                              wall_seconds=round(time.time() - self._segment_clock[0], 4),
                              cpu_seconds=round(time.process_time() - self._segment_clock[1], 4))
-        path = os.path.join(self.root_dir, TIMING_FILE)
+        path = os.path.join(self.root_dir, timing.TIMING_FILE)
         with open(path + ".tmp", "w") as f:
             json.dump({"segments": self._earlier_segments + [dict(self._segment)]}, f, indent=1)
         os.replace(path + ".tmp", path)
@@ -249,7 +223,7 @@ class TrainingLoop:
         restored = self.restore()
         start_step = int(self.step.numpy())
         # Timing record: segments beyond the restored step were lost with their checkpoints.
-        self._earlier_segments = [seg for seg in _read_segments(self.root_dir)
+        self._earlier_segments = [seg for seg in timing.read_segments(self.root_dir)
                                   if seg["to_step"] <= start_step]
         self._segment = {"from_step": start_step, "to_step": start_step,
                          "wall_seconds": 0.0, "cpu_seconds": 0.0}
