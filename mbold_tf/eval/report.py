@@ -458,14 +458,15 @@ def headline_table(files: Sequence[Tuple[str, Mapping[str, Any]]]) -> List[str]:
     lines.append("")
     by_path = dict(files)
     for t in tasks:
-        key, anchor, owner, kept = newest[t][:4]
-        seeds = sorted({e["seed"] for eps in kept.values() for e in eps})
-        models = "".join(f"{role} {run['step']}, " for role, run in
-                         sorted(by_path[anchor]["header"]["models"].items())
-                         if run) if anchor else ""
-        lines.append(f"- {t}: {len(key[3])} goals, seeds {', '.join(map(str, seeds))}; "
-                     + (f"MBOLD trained {models[:-2]} steps; " if models else "")
-                     + ", ".join(f"`{p}`" for p in dict.fromkeys(owner[c] for c in kept)))
+        join = newest[t]
+        seeds = sorted({e["seed"] for eps in join.kept.values() for e in eps})
+        models = ", ".join(f"{role} {run['step']}" for role, run in
+                           sorted(by_path[join.anchor]["header"]["models"].items())
+                           if run) if join.anchor else ""
+        lines.append(f"- {t}: {len(join.key[3])} goals, seeds {', '.join(map(str, seeds))}; "
+                     + (f"MBOLD trained {models} steps; " if models else "")
+                     + ", ".join(f"`{p}`" for p in dict.fromkeys(join.owner[c]
+                                                                 for c in join.kept)))
     return lines
 
 

@@ -7,8 +7,8 @@ when it is interrupted (Ctrl-C or SIGTERM), so nothing is lost when a run is kil
 
 Each save also records how long training took in ``root_dir/timing.json``
 (:func:`mbold_tf.utils.timing.training_time` reads it): one segment per process that trained the
-run, with its steps, wall seconds and the process's CPU seconds (all threads). CPU time is the budget measure that survives shared cores
-and pauses; wall time is what a user waits.
+run, with its steps, wall seconds and the process's CPU seconds (all threads). CPU time is the
+budget measure that survives shared cores and pauses; wall time is what a user waits.
 """
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ import numpy as np
 import tensorflow as tf
 
 from mbold_tf.utils import distribute
-from mbold_tf.utils import timing
 from mbold_tf.utils import run_lock
+from mbold_tf.utils import timing
 
 
 class SettingError(ValueError):
