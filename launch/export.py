@@ -27,7 +27,7 @@ flags.DEFINE_string("task", None, "A tabletop task, for its data-collection std 
                     "initial std and its robot spec; default (your robot): both come from the "
                     "training data recorded in the runs' data_stats.json.")
 # The methods whose models this launcher loads (vae/temporal need their baseline runs, which it
-# does not take; 'privileged' plans with the simulator, which a robot does not have).
+# does not take; 'privileged' and 'ideal_eq3' plan with the simulator, which a robot does not have).
 EXPORTABLE = ("mbold", "vf", "q_only", "gcbc", "sorb", "rig", "dreamer", "dreamer_arm_l2",
               "random")
 # Run-directory flags, by model role (factory.requires names the roles a method needs), in the

@@ -10,6 +10,7 @@ import gin
 import numpy as np
 import pytest
 import tensorflow as tf
+from tf_agents.environments import tf_py_environment
 
 import mbold_tf
 from mbold_tf.envs import goal_env
@@ -77,6 +78,49 @@ def test_only_planners_take_a_planning_model():
                                        ["predictor", "simulator"]) == [
         ("vf", "predictor"), ("vf", "simulator"), ("random", "none"),
         ("privileged", "simulator")]
+
+
+def test_ideal_eq3_cost_counts_steps_and_is_flat_within_one_step():
+    cost = costs.make_cost("ideal_eq3", ideal_step=0.1)
+    d = tf.constant([[0.3, 0.0], [0.3, 0.04], [0.3, 0.1], [0.0, 0.101], [0.0, 0.25]])
+    frames = tf.zeros([5, 2, 4, 4, 3])
+    # Scores the last state only: at the goal and 10 cm from it cost the same one step.
+    np.testing.assert_array_equal(
+        cost({"frames": frames, "privileged": d}, observation=None).numpy(), [1, 1, 1, 2, 3])
+    finer = costs.make_cost("ideal_eq3", ideal_step=0.05)
+    np.testing.assert_array_equal(
+        finer({"frames": frames, "privileged": d}, observation=None).numpy(), [1, 1, 2, 3, 5])
+    with pytest.raises(ValueError, match="cannot score predicted frames"):
+        cost(frames, observation=None)
+    with pytest.raises(ValueError, match="ideal_step > 0"):
+        costs.make_cost("ideal_eq3")
+
+
+def test_ideal_eq3_needs_the_simulator_on_reach_and_its_setting_is_not_ignored():
+    with pytest.raises(ValueError, match="needs the simulator model"):
+        factory.requires("ideal_eq3", "predictor")
+    assert policy_eval.evaluation_grid(["ideal_eq3"], ["predictor", "simulator"]) == [
+        ("ideal_eq3", "simulator")]
+    for task in ("push1", "reach"):
+        env = goal_env.GoalConditionedPyEnvironment(goals.generate_goal_set(task, 1, seed=3))
+        sim = simulator.SimulatorRollouts(env)
+        try:
+            tf_env = tf_py_environment.TFPyEnvironment(env)
+            make = lambda method, **kw: factory.make_policy(
+                method, tf_env.time_step_spec(), tf_env.action_spec(), np.ones(4, np.float32),
+                {"simulator": sim}, model="simulator", **kw)
+            if task == "push1":
+                with pytest.raises(ValueError, match="reach only; this is 'push1'"):
+                    make("ideal_eq3")
+                continue
+            assert sim.action_scale == pytest.approx(0.1)
+            make("ideal_eq3")
+            make("ideal_eq3", ideal_step=0.05)
+            with pytest.raises(ValueError, match="ideal_step is a setting of method"):
+                make("privileged", ideal_step=0.05)
+        finally:
+            sim.close()
+            env.close()
 
 
 @pytest.fixture(scope="module")

@@ -78,6 +78,16 @@ class SimulatorRollouts:
         """Side of the rendered frames."""
         return int(self._copy.task.image_size)
 
+    @property
+    def task_spec(self) -> tasks.TaskSpec:
+        """The evaluated task's spec (name, success key, threshold, ...)."""
+        return self._env.spec
+
+    @property
+    def action_scale(self) -> float:
+        """Metres the hand moves per unit action per step, along each axis."""
+        return float(self._copy.task.action_scale)
+
     def close(self):
         """Frees the copy's renderer and the worker thread."""
         self._worker.submit(tasks.close, self._copy).result()

@@ -48,7 +48,8 @@ def evaluation_grid(methods: Sequence[str], planning_models: Sequence[str]
         if method not in factory.PLANNERS:
             cells.append((method, "none"))
             continue
-        usable = [m for m in planning_models if not (method == "privileged" and m != "simulator")]
+        usable = [m for m in planning_models
+                  if not (method in factory.SIMULATOR_ONLY and m != "simulator")]
         for model in planning_models:
             if model not in factory.PLANNING_MODELS:
                 raise EvaluationSetupError(f"Unknown planning model {model!r}; choose from "

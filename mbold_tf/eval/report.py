@@ -28,12 +28,14 @@ METHOD_NAMES = {"mbold": "MBOLD", "vf": "Visual Foresight", "q_only": "Q-functio
                 "random": "random", "gcbc": "GCBC", "vae": "VAE latent ℓ2",
                 "temporal": "temporal distance", "privileged": "true distance (privileged)",
                 "sorb": "SoRB", "rig": "RIG (collected online)", "dreamer": "Dreamer",
-                "dreamer_arm_l2": "Dreamer, ℓ2 arm reward (privileged)"}
+                "dreamer_arm_l2": "Dreamer, ℓ2 arm reward (privileged)",
+                "ideal_eq3": "Eq. 3 with the ideal critic (privileged)"}
 MODEL_NAMES = {"predictor": "video predictor", "simulator": "simulator (privileged)",
                "none": "—"}
 COST_NAMES = {"learned_distance": "learned distance", "pixel_l2": "pixel ℓ2",
               "vae": "VAE latent ℓ2", "temporal": "temporal distance",
-              "privileged": "true distance (privileged)"}
+              "privileged": "true distance (privileged)",
+              "ideal_eq3": "ideal Eq. 3 steps (privileged)"}
 
 Cell = Tuple[str, str]  # (method, model)
 

@@ -17,6 +17,12 @@ episode's end, so near the end this is the frame at the final step, as in the au
 * ``'privileged'`` (PRIVILEGED, evaluation upper bounds only): the task's true distance of the
   simulated state to the goal, from :func:`simulator_model_fn` with ``privileged=True``; it needs
   the simulator as the model and cannot score predicted frames.
+* ``'ideal_eq3'`` (PRIVILEGED, reach only): Eq. 3 with the *ideal* critic of the indicator
+  reward, as expected steps to the goal: ``max(1, ceil(d / ideal_step))`` for the true hand
+  distance ``d`` (m) and ``ideal_step`` one action's reach. Every state within ``ideal_step``
+  of the goal, the goal included, gets the same cost: what Eq. 3 can resolve at best, whatever
+  the critic's training. (One action moves each axis up to ``action_scale``, so states up to
+  √3 × that away can be one step away too: the ideal critic is flatter still.)
 
 Every cost function has the signature ``cost_fn(prediction, observation, actions) -> float32
 [N]`` with ``prediction`` float32 [N, h, 64, 64, 3] in [0, 1], ``observation['image']`` and
@@ -34,7 +40,8 @@ import tensorflow as tf
 from mbold_tf.agents.distances import q_to_distance
 from mbold_tf.models.distance_networks import to_float_image
 
-COSTS = ("learned_distance", "pixel_l2", "vae", "temporal", "privileged")
+COSTS = ("learned_distance", "pixel_l2", "vae", "temporal", "privileged", "ideal_eq3")
+SIMULATOR_ONLY_COSTS = ("privileged", "ideal_eq3")  # they read the true simulated state
 Q_ACTIONS = ("actor", "plan")
 
 
@@ -46,9 +53,9 @@ def pixel_l2(frames: tf.Tensor, goal_images: tf.Tensor) -> tf.Tensor:
 
 # The cost's name and model come from the method (planning/factory.py), never from gin: a gin
 # binding of make_cost.name or make_cost.model is an error instead of a setting that is ignored.
-@gin.configurable(denylist=["name", "model"])
+@gin.configurable(denylist=["name", "model", "ideal_step"])
 def make_cost(name: str = "learned_distance", model=None, steps: bool = False,
-              q_action: str = "actor") -> Callable:
+              q_action: str = "actor", ideal_step: Optional[float] = None) -> Callable:
     """Returns ``cost_fn(prediction, observation, actions=None) -> float32 [N]`` for a cost name.
 
     Args:
@@ -59,24 +66,31 @@ def make_cost(name: str = "learned_distance", model=None, steps: bool = False,
       steps: for 'learned_distance', score expected steps-to-goal instead of −Q.
       q_action: for 'learned_distance', 'actor' (Eq. 3: Q of the last predicted frame at the
         actor's action) or 'plan' (Q of the frame before it at the plan's last action).
+      ideal_step: for 'ideal_eq3' (required there), one step's reach in metres.
     """
     if name not in COSTS:
         raise ValueError(f"Unknown planning cost {name!r}; choose one of {COSTS}.")
     if q_action not in Q_ACTIONS:
         raise ValueError(f"Unknown make_cost.q_action {q_action!r}; choose one of {Q_ACTIONS}.")
-    if name not in ("pixel_l2", "privileged") and model is None:
+    if name == "ideal_eq3" and not (ideal_step and ideal_step > 0):
+        raise ValueError(f"Planning cost 'ideal_eq3' needs ideal_step > 0 (metres); got "
+                         f"{ideal_step!r}.")
+    if name not in ("pixel_l2",) + SIMULATOR_ONLY_COSTS and model is None:
         raise ValueError(f"Planning cost {name!r} needs a trained model (got model=None).")
     if name == "learned_distance" and not hasattr(model, "q_values"):
         raise ValueError(f"Planning cost 'learned_distance' needs a LearnedDistance with "
                          f"q_values(); got {type(model).__name__}.")
 
     def cost_fn(prediction, observation, actions=None):
-        if name == "privileged":
+        if name in SIMULATOR_ONLY_COSTS:
             if not isinstance(prediction, dict) or "privileged" not in prediction:
-                raise ValueError("The 'privileged' cost needs the simulator as the planner's "
+                raise ValueError(f"The {name!r} cost needs the simulator as the planner's "
                                  "model (simulator_model_fn(..., privileged=True)); it cannot "
                                  "score predicted frames.")
-            return prediction["privileged"][:, -1]
+            distance = prediction["privileged"][:, -1]
+            if name == "privileged":
+                return distance
+            return tf.maximum(1.0, tf.math.ceil(distance / ideal_step))
         frame = prediction[:, -1]
         goal = observation["goal_image"]
         if name == "pixel_l2":

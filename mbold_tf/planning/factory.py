@@ -15,6 +15,7 @@ Methods (the paper's comparisons, §5 and App. B/C):
 | ``dreamer_arm_l2`` | the same, reward −ℓ2 end-effector distance (PRIVILEGED in training) |
 | ``random`` | uniform random actions |
 | ``privileged`` | CEM-MPC, cost = the task's true distance (PRIVILEGED: simulator model only) |
+| ``ideal_eq3`` | CEM-MPC, cost = Eq. 3 with the ideal critic (PRIVILEGED: simulator, reach only) |
 
 The CEM planners (``PLANNERS``) plan with ``model='predictor'`` (the trained video predictor,
 what a robot runs) or ``model='simulator'`` (PRIVILEGED, evaluation only: the true simulator
@@ -43,16 +44,18 @@ from mbold_tf.training import sorb as sorb_training
 from mbold_tf.utils import run_config
 
 METHODS = ("mbold", "vf", "vae", "temporal", "q_only", "gcbc", "sorb", "rig", "dreamer",
-           "dreamer_arm_l2", "random", "privileged")
+           "dreamer_arm_l2", "random", "privileged", "ideal_eq3")
 PLANNER_COST = {"mbold": "learned_distance", "vf": "pixel_l2", "vae": "vae",
-                "temporal": "temporal", "privileged": "privileged"}
+                "temporal": "temporal", "privileged": "privileged", "ideal_eq3": "ideal_eq3"}
 PLANNERS = tuple(PLANNER_COST)  # the methods that plan with a model
 PLANNING_MODELS = ("predictor", "simulator")
 # The models each method needs besides its planning model, by key in the ``models`` dict.
 _SCORERS = {"mbold": ("distance",), "vf": (), "vae": ("vae",), "temporal": ("temporal",),
             "q_only": ("distance",), "gcbc": ("gcbc",), "sorb": ("sorb", "gcbc"),
             "rig": ("rig",), "dreamer": ("dreamer",), "dreamer_arm_l2": ("dreamer_arm_l2",),
-            "random": (), "privileged": ()}
+            "random": (), "privileged": (), "ideal_eq3": ()}
+# The planners whose cost reads the true simulated state: they plan with the simulator only.
+SIMULATOR_ONLY = tuple(m for m, c in PLANNER_COST.items() if c in costs.SIMULATOR_ONLY_COSTS)
 # The Dreamer run's reward each Dreamer method expects (mbold_tf.models.dreamer.REWARDS).
 DREAMER_REWARD = {"dreamer": "pixel_mse", "dreamer_arm_l2": "arm_l2"}
 
@@ -72,8 +75,8 @@ def requires(method: str, model: str = "predictor") -> tuple:
             raise ValueError(f"Method {method!r} does not plan with a model, so it cannot use "
                              f"the {model!r} model; the planners are {PLANNERS}.")
         return _SCORERS[method]
-    if method == "privileged" and model != "simulator":
-        raise ValueError("Method 'privileged' scores the true simulator state; it needs the "
+    if method in SIMULATOR_ONLY and model != "simulator":
+        raise ValueError(f"Method {method!r} scores the true simulator state; it needs the "
                          "simulator model (model='simulator').")
     return (model,) + _SCORERS[method]
 
@@ -83,7 +86,7 @@ def make_policy(method: str, time_step_spec, action_spec, init_std,
                 models: Dict[str, Any], seed: int = 0, model: str = "predictor",
                 config: Optional[cem.CEMConfig] = None, replan_every: int = 6,
                 episode_length: Optional[int] = 30, closed_loop_final_steps: int = 0,
-                q_only_actions: int = 100):
+                q_only_actions: int = 100, ideal_step: Optional[float] = None):
     """Returns the TFPolicy for ``method``.
 
     Args:
@@ -103,6 +106,8 @@ def make_policy(method: str, time_step_spec, action_spec, init_std,
       closed_loop_final_steps: CEM planners replan at every one of the episode's last this many
         steps (0: every ``replan_every`` steps throughout).
       q_only_actions: candidates per step of the Q-only policy (App. C.3: 100).
+      ideal_step: for ``ideal_eq3``, the farthest one action moves the hand (m); unset: the
+        task's own, its ``action_scale`` (each axis moves at most that much per step).
     """
     missing = [k for k in requires(method, model) if models.get(k) is None]
     if missing:
@@ -138,10 +143,20 @@ def make_policy(method: str, time_step_spec, action_spec, init_std,
     cost_name = PLANNER_COST[method]
     scorer = {"learned_distance": models.get("distance"), "pixel_l2": None,
               "vae": models.get("vae"), "temporal": models.get("temporal"),
-              "privileged": None}[cost_name]
+              "privileged": None, "ideal_eq3": None}[cost_name]
+    if cost_name == "ideal_eq3":
+        task = models["simulator"].task_spec
+        if task.success_key != "ee":
+            raise ValueError(f"Method 'ideal_eq3' counts the steps the hand needs, so it is "
+                             f"defined for reach only; this is {task.name!r}.")
+        if ideal_step is None:
+            ideal_step = models["simulator"].action_scale
+    elif ideal_step is not None:
+        raise ValueError(f"make_policy.ideal_step is a setting of method 'ideal_eq3' only; "
+                         f"{method!r} would ignore it. Remove the binding.")
     if model == "simulator":
-        model_fn = costs.simulator_model_fn(models["simulator"],
-                                            privileged=cost_name == "privileged")
+        model_fn = costs.simulator_model_fn(
+            models["simulator"], privileged=cost_name in costs.SIMULATOR_ONLY_COSTS)
         tracked = [m for m in (scorer,) if isinstance(m, tf.Module)]
     else:
         predictor = models["predictor"]
@@ -153,7 +168,8 @@ def make_policy(method: str, time_step_spec, action_spec, init_std,
         tracked = [m for m in (predictor, scorer) if isinstance(m, tf.Module)]
     return mpc_policy.MPCPolicy(
         time_step_spec, action_spec, model_fn,
-        costs.make_cost(cost_name, scorer), init_std=init_std, config=config,
+        costs.make_cost(cost_name, scorer, ideal_step=ideal_step), init_std=init_std,
+        config=config,
         replan_every=replan_every, seed=seed, episode_length=episode_length,
         closed_loop_final_steps=closed_loop_final_steps, models=tracked, name=method)
 
