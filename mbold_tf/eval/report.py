@@ -29,7 +29,7 @@ METHOD_NAMES = {"mbold": "MBOLD", "vf": "Visual Foresight", "q_only": "Q-functio
                 "temporal": "temporal distance", "privileged": "true distance (privileged)",
                 "sorb": "SoRB", "rig": "RIG (collected online)", "dreamer": "Dreamer",
                 "dreamer_arm_l2": "Dreamer, ℓ2 arm reward (privileged)",
-                "ideal_eq3": "Eq. 3 with the ideal critic (privileged)"}
+                "ideal_eq3": "Eq. 3, ideal critic (privileged)"}
 MODEL_NAMES = {"predictor": "video predictor", "simulator": "simulator (privileged)",
                "none": "—"}
 COST_NAMES = {"learned_distance": "learned distance", "pixel_l2": "pixel ℓ2",
@@ -425,7 +425,7 @@ def anchored_joins(files: Sequence[Tuple[str, Mapping[str, Any]]]) -> List[Join]
     return joins
 
 
-HEADLINE_ORDER = ("mbold", "vf", "q_only", "privileged", "gcbc", "sorb", "rig", "dreamer",
+HEADLINE_ORDER = ("mbold", "vf", "q_only", "privileged", "ideal_eq3", "gcbc", "sorb", "rig", "dreamer",
                   "dreamer_arm_l2", "vae", "temporal", "random")
 
 
