@@ -71,6 +71,24 @@ def test_actions_move_end_effector_in_commanded_direction(push1, axis):
         assert np.all(np.abs(delta[others]) < 0.5 * abs(delta[axis]))
 
 
+def test_the_task_sets_how_far_one_action_moves_the_hand():
+    moved = {}
+    for task in ("reach", "reach_fine"):
+        env = tasks.load(task, seed=0)
+        try:
+            env.reset()
+            start = env.physics.ee_pos()
+            env.step(np.array([0.5, 0.0, 0.0, 0.0]))
+            moved[task] = env.physics.ee_pos()[0] - start[0]
+            assert env.task.action_scale == tasks.TASKS[task].action_scale
+        finally:
+            tasks.close(env)
+    # Half a unit action commands 5 cm at reach's 0.1 m scale (the arm covers ~73% of it within
+    # the step), and 0.3 times that at reach_fine's 0.03 m.
+    assert 0.025 < moved["reach"] <= 0.05
+    assert moved["reach_fine"] / moved["reach"] == pytest.approx(0.3, abs=0.03)
+
+
 def test_workspace_bounds_respected():
     env = tasks.load("reach", seed=0)
     for direction in (np.array([1, 1, 1, 0.0]), np.array([-1, -1, -1, 0.0])):

@@ -62,16 +62,14 @@ class GoalConditionedPyEnvironment(py_environment.PyEnvironment):
 
     Args:
       goal_set: the goals; episodes cycle through them in order unless :meth:`set_goal` picks one.
-      action_scale, image_size: passed to :func:`mbold_tf.envs.tasks.load`.
+      image_size: passed to :func:`mbold_tf.envs.tasks.load` (the task sets the action scale).
     """
 
-    def __init__(self, goal_set: goals_lib.GoalSet, action_scale: float = 0.1,
-                 image_size: int = 64):
+    def __init__(self, goal_set: goals_lib.GoalSet, image_size: int = 64):
         super().__init__(handle_auto_reset=True)  # a step after LAST starts the next goal
         self.goal_set = goal_set
         self.spec = tasks.task_spec(goal_set.task)
-        self._env = tasks.load(goal_set.task, seed=0, action_scale=action_scale,
-                               image_size=image_size)
+        self._env = tasks.load(goal_set.task, seed=0, image_size=image_size)
         self._steps = tasks.EPISODE_STEPS
         self._next_goal = 0
         self._goal: Optional[int] = None
@@ -165,8 +163,7 @@ class GoalConditionedPyEnvironment(py_environment.PyEnvironment):
         the simulator-as-model evaluation (:mod:`mbold_tf.envs.simulator`) steps it.
         """
         task = self._env.task
-        return tasks.load(self.goal_set.task, seed=0, action_scale=task.action_scale,
-                          image_size=task.image_size)
+        return tasks.load(self.goal_set.task, seed=0, image_size=task.image_size)
 
     def current_goal_privileged(self) -> Dict[str, np.ndarray]:
         """Privileged state of the current episode's goal (evaluation only)."""
