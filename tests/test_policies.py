@@ -168,8 +168,8 @@ def tiny_models():
 @pytest.mark.parametrize("method", factory.METHODS)
 def test_every_method_builds_acts_and_exports(method, tiny_models, tmp_path):
     """Contract over factory.METHODS: each builds from its models, acts with finite in-bounds
-    actions, and (all but the simulator-planned 'privileged') exports a SavedModel that the
-    TensorFlow-only runner loads and steps."""
+    actions, and (all but the simulator-planned 'privileged' and 'ideal_eq3') exports a
+    SavedModel that the TensorFlow-only runner loads and steps."""
     from mbold_tf.envs import goals
     from mbold_tf.envs import simulator
     from mbold_tf.export import robot_side
@@ -178,7 +178,7 @@ def test_every_method_builds_acts_and_exports(method, tiny_models, tmp_path):
 
     config = cem.CEMConfig(num_samples=8, num_elites=2, iterations=1, horizon=4)
     models, model, env, sim = dict(tiny_models), "predictor", None, None
-    if method == "privileged":
+    if method in factory.SIMULATOR_ONLY:
         env = goal_env.GoalConditionedPyEnvironment(
             goals.generate_goal_set("reach", num_goals=1, seed=0))
         env.reset()
@@ -194,7 +194,7 @@ def test_every_method_builds_acts_and_exports(method, tiny_models, tmp_path):
                                    batch_size=1)
         action = policy.action(time_step, policy.get_initial_state(1)).action.numpy()
         assert action.shape == (1, 4) and np.all(np.abs(action) <= 1.0)
-        if method == "privileged":
+        if method in factory.SIMULATOR_ONLY:
             return
         path = str(tmp_path / method)
         saved_model.export_policy(policy, path, {"method": method})
