@@ -7,8 +7,9 @@ door slide) is available from :func:`privileged_state` for metrics and goal gene
 never part of the observation.
 
 Actions are 4-D in [-1, 1]: end-effector xyz displacement (scaled by the task's
-``action_scale``: 0.1 m, 0.03 m in ``reach_fine``) and the gripper opening (-1 closed, +1 open). Finite actions outside the box are clipped; a NaN,
-infinite or wrong-shaped action raises ``ValueError`` before the physics is touched.
+``action_scale``: 0.1 m, 0.03 m in ``reach_fine``) and the gripper opening (-1 closed, +1 open).
+Finite actions outside the box are clipped; a NaN, infinite or wrong-shaped action raises
+``ValueError`` before the physics is touched.
 """
 from __future__ import annotations
 
@@ -63,8 +64,8 @@ class TaskSpec:
 TASKS: Dict[str, TaskSpec] = {
     "reach": TaskSpec("reach", 0, False, (0.6, 0.6, 0.3, 0.3), "ee", 0.05),
     # reach with a 3 cm step per unit action (0.1 m elsewhere): one action moves the hand less
-    # than the 5 cm threshold, as Meta-World's 1 cm step does on the paper's arm (docs/design.md,
-    # "Eq. 3's ideal critic").
+    # than the 5 cm threshold, so Eq. 3 can tell the goal from a step short of it
+    # (docs/design.md, "Eq. 3's ideal critic").
     "reach_fine": TaskSpec("reach_fine", 0, False, (0.6, 0.6, 0.3, 0.3), "ee", 0.05,
                            action_scale=0.03),
     "push1": TaskSpec("push1", 1, False, (0.6, 0.6, 0.3, 0.3), "block", 0.05),

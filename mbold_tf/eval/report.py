@@ -425,8 +425,8 @@ def anchored_joins(files: Sequence[Tuple[str, Mapping[str, Any]]]) -> List[Join]
     return joins
 
 
-HEADLINE_ORDER = ("mbold", "vf", "q_only", "privileged", "ideal_eq3", "gcbc", "sorb", "rig", "dreamer",
-                  "dreamer_arm_l2", "vae", "temporal", "random")
+HEADLINE_ORDER = ("mbold", "vf", "q_only", "privileged", "ideal_eq3", "gcbc", "sorb", "rig",
+                  "dreamer", "dreamer_arm_l2", "vae", "temporal", "random")
 
 
 def headline_table(files: Sequence[Tuple[str, Mapping[str, Any]]]) -> List[str]:
