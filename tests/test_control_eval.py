@@ -395,6 +395,32 @@ def test_report_splits_the_gap_between_predictor_and_cost():
     assert "| MBOLD · video predictor | MBOLD · simulator (privileged) | 10 |" in text
 
 
+def test_report_names_the_settings_in_which_runs_of_one_task_differ(tmp_path):
+    def run_dir(name, settings):
+        path = tmp_path / name
+        path.mkdir()
+        (path / "config.json").write_text(json.dumps({"kind": "distance", "settings": settings}))
+        return str(path)
+
+    old = run_dir("old", {"gamma": 0.8, "networks": {"fc_units": 128}})
+    new = run_dir("new", {"gamma": 0.935, "networks": {"fc_units": 128}, "cql_tau": 3.0})
+    assert results.describe_run(new)["settings"]["gamma"] == 0.935
+    files = []
+    for name, path in (("a.json", old), ("b.json", new)):
+        data = copy.deepcopy(_sample_results())
+        data["header"]["models"] = {"distance": results.describe_run(path)}
+        files.append((name, data))
+    # cql_tau is in one run's record only: not a difference; fc_units agrees.
+    assert report.varying_settings([d["header"] for _, d in files]) == {
+        ("reach", "distance"): ["gamma"]}
+    text = report.render(files)
+    assert "settings: gamma = 0.8\n" in text and "settings: gamma = 0.935\n" in text
+    assert "fc_units" not in text
+    # Runs of another task are compared among themselves only.
+    files[1][1]["header"]["task"] = "push1"
+    assert "settings:" not in report.render(files)
+
+
 def test_report_names_the_file_and_field_of_a_bad_results_file(tmp_path):
     data = _sample_results()
     bad = copy.deepcopy(data)

@@ -89,7 +89,46 @@ def summary_rows(episodes: Sequence[Mapping[str, Any]]) -> List[Dict[str, Any]]:
     return rows
 
 
-def _header_lines(header: Mapping[str, Any], seeds: int, goals: int) -> List[str]:
+def _flat(settings: Mapping[str, Any], prefix: str = "") -> Dict[str, Any]:
+    """Nested settings as {'agent.tau': 0.005, ...}; lists become tuples (hashable)."""
+    flat: Dict[str, Any] = {}
+    for key, value in settings.items():
+        if isinstance(value, Mapping):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = tuple(value) if isinstance(value, list) else value
+    return flat
+
+
+def varying_settings(headers: Sequence[Mapping[str, Any]]) -> Dict[Tuple[str, str], List[str]]:
+    """Per (task, model role), the settings (flattened names, sorted) whose values differ
+    between the runs of that role that the headers of that task name, among the runs that
+    recorded the setting (an older run's record may lack a newer setting)."""
+    runs_of: Dict[Tuple[str, str], Dict[str, Dict[str, Any]]] = collections.defaultdict(dict)
+    for header in headers:
+        for role, run in header["models"].items():
+            if run and run.get("settings") is not None:
+                runs_of[(header["task"], role)][run["dir"]] = _flat(run["settings"])
+    varying = {}
+    for key, runs in runs_of.items():
+        names = set().union(*runs.values())
+        varying[key] = sorted(k for k in names
+                              if len({repr(r[k]) for r in runs.values() if k in r}) > 1)
+    return varying
+
+
+def _settings_note(run: Mapping[str, Any], names: Sequence[str]) -> str:
+    """'; settings: gamma = 0.935' for the named settings of a run that recorded them."""
+    if not names or run.get("settings") is None:
+        return ""
+    flat = _flat(run["settings"])
+    return "; settings: " + ", ".join(f"{k} = {flat.get(k, '—')}" for k in names)
+
+
+def _header_lines(header: Mapping[str, Any], seeds: int, goals: int,
+                  varying: Optional[Mapping[Tuple[str, str], Sequence[str]]] = None) -> List[str]:
+    """Markdown bullets of a file's header; ``varying`` ((task, role) → setting names, see
+    :func:`varying_settings`) names the settings to print for each model run."""
     m = header["machine"]
     gpus = ", ".join(m.get("gpus") or []) or "no GPU"
     cfg = header.get("planner_config") or {}
@@ -105,7 +144,7 @@ def _header_lines(header: Mapping[str, Any], seeds: int, goals: int) -> List[str
             step = run["step"] if run["step"] is not None else "?"
             data = f" on `{run['dataset']}`" if run.get("dataset") else ""
             lines.append(f"- {role}: `{run['dir']}`, {step} training steps{data}"
-                         + _time_note(run))
+                         + _time_note(run) + _settings_note(run, (varying or {}).get((header["task"], role), ())))
     return lines
 
 
@@ -243,8 +282,10 @@ def decomposition_table(rows: Sequence[Mapping[str, Any]]) -> List[str]:
     return lines
 
 
-def render_one(data: Mapping[str, Any], title: Optional[str] = None) -> str:
-    """Markdown for one results file (see the module docstring)."""
+def render_one(data: Mapping[str, Any], title: Optional[str] = None,
+               varying: Optional[Mapping[Tuple[str, str], Sequence[str]]] = None) -> str:
+    """Markdown for one results file (see the module docstring); ``varying`` names the model
+    settings to print (by default those that differ between this file's own runs)."""
     header, episodes = data["header"], data["episodes"]
     finished = sorted({e["seed"] for e in episodes})
     seeds = len(finished)
@@ -252,7 +293,9 @@ def render_one(data: Mapping[str, Any], title: Optional[str] = None) -> str:
     title = title or (f"{header['task']}, {goals} goals × {seeds} "
                       f"seed{'s' if seeds != 1 else ''}")
     rows = summary_rows(episodes)
-    lines = [f"### {title}", ""] + _header_lines(header, seeds, goals)
+    if varying is None:
+        varying = varying_settings([header])
+    lines = [f"### {title}", ""] + _header_lines(header, seeds, goals, varying)
     if finished != sorted(header["seeds"]):
         lines.append(f"- Seeds requested {sorted(header['seeds'])}, episodes present for "
                      f"{finished} (an unfinished run: each cell's n says how many it has)")
@@ -531,8 +574,9 @@ def render(files: Sequence[Tuple[str, Mapping[str, Any]]], preamble: str = "") -
     methods = method_tables(files)
     if methods:
         sections.append("\n".join(methods))
+    varying = varying_settings([data["header"] for _, data in files])
     for path, data in files:
-        sections.append(render_one(data) + f"\nFrom `{path}`.\n")
+        sections.append(render_one(data, varying=varying) + f"\nFrom `{path}`.\n")
     return "\n".join(sections)
 
 

@@ -12,7 +12,7 @@ table can be recomputed (``launch.report``)::
 
 ``model`` is 'predictor' (the trained video predictor), 'simulator' (PRIVILEGED: the true
 simulator as the planner's model) or 'none' (model-free policies). ``header.models`` records, per
-trained model, its run directory, checkpoint step and training dataset.
+trained model, its run directory, checkpoint step, training dataset and stored settings.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ import re
 import sys
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-from mbold_tf.utils import timing
+from mbold_tf.utils import run_config, timing
 
 FORMAT = "mbold-eval-episodes"
 VERSION = 1
@@ -60,8 +60,10 @@ def describe_run(root_dir: Optional[str]) -> Optional[Dict[str, Any]]:
     """dict describing a trained model's run directory (None for None).
 
     Keys: dir, step (of the newest checkpoint ``ckpt-<step>``, None without one), dataset (the
-    ``*.dataset`` binding in the run's gin record, None when absent), and ``training_time``
-    (:func:`mbold_tf.utils.timing.training_time`) when the run recorded one.
+    ``*.dataset`` binding in the run's gin record, None when absent), ``training_time``
+    (:func:`mbold_tf.utils.timing.training_time`) when the run recorded one, and ``settings``
+    (the model's constructor settings from its ``config.json``, e.g. the distance's ``gamma``)
+    when the run stored them.
     """
     if not root_dir:
         return None
@@ -81,6 +83,10 @@ def describe_run(root_dir: Optional[str]) -> Optional[Dict[str, Any]]:
     timed = timing.training_time(root_dir) if os.path.isdir(root_dir) else None
     if timed is not None:
         described["training_time"] = timed
+    config = run_config.config_path(root_dir)
+    if os.path.exists(config):
+        with open(config) as f:
+            described["settings"] = json.load(f)["settings"]
     return described
 
 
