@@ -123,14 +123,17 @@ def test_ideal_eq3_needs_the_simulator_on_reach_and_its_setting_is_not_ignored()
             env.close()
 
 
+UPPER_BOUND_PLANNER = ["CEMConfig.num_samples = 40", "CEMConfig.num_elites = 5",
+                       "CEMConfig.iterations = 2", "make_cost.q_action = 'plan'"]
+
+
 @pytest.fixture(scope="module")
 def reach_upper_bound(tmp_path_factory):
     """CEM with the simulator model and the true distance, and random, on 3 reach goals."""
     out = str(tmp_path_factory.mktemp("upper"))
     goal_set = goals.generate_goal_set("reach", num_goals=3, seed=9)
     gin.clear_config()
-    gin.parse_config(["CEMConfig.num_samples = 40", "CEMConfig.num_elites = 5",
-                      "CEMConfig.iterations = 2"])
+    gin.parse_config(UPPER_BOUND_PLANNER)
     try:
         data = policy_eval.evaluate_methods(
             goal_set, ["privileged", "random"], {}, seeds=[0], out_dir=out, num_gifs=0,
@@ -148,6 +151,7 @@ def test_cem_with_simulator_and_true_distance_solves_reach(reach_upper_bound):
     assert rows["privileged"]["success"] > rows["random"]["success"]
     assert rows["privileged"]["object_distance"] < rows["privileged"]["start_object_distance"]
     assert data["header"]["planner_config"]["num_samples"] == 40
+    assert data["header"]["planner_config"]["make_cost.q_action"] == "plan"
 
 
 def test_results_file_renders_its_table_byte_for_byte(reach_upper_bound):
@@ -168,8 +172,7 @@ def test_evaluation_resumes_finished_blocks(reach_upper_bound, monkeypatch):
     ran = []
     monkeypatch.setattr(policy_eval.episode_runner.goal_eval, "evaluate_py_policy",
                         lambda *a, **k: ran.append(k["tag"]) or [])
-    gin.parse_config(["CEMConfig.num_samples = 40", "CEMConfig.num_elites = 5",
-                      "CEMConfig.iterations = 2"])
+    gin.parse_config(UPPER_BOUND_PLANNER)
     kwargs = dict(out_dir=out, num_gifs=0, planning_models=["simulator"], command="pytest",
                   model_dirs={})
     try:
@@ -183,6 +186,10 @@ def test_evaluation_resumes_finished_blocks(reach_upper_bound, monkeypatch):
         with pytest.raises(ValueError, match="other goals or planner settings"):
             policy_eval.evaluate_methods(goals.generate_goal_set("reach", num_goals=2, seed=9),
                                          ["random"], {}, seeds=[0], **kwargs)
+        # Another Q for the learned-distance cost is another planner.
+        gin.parse_config(["make_cost.q_action = 'actor'"])
+        with pytest.raises(ValueError, match="other goals or planner settings"):
+            policy_eval.evaluate_methods(goal_set, ["random"], {}, seeds=[0], **kwargs)
     finally:
         gin.clear_config()
 

@@ -25,6 +25,7 @@ from mbold_tf.eval import episode_runner
 from mbold_tf.eval import report
 from mbold_tf.eval import results as results_lib
 from mbold_tf.planning import cem
+from mbold_tf.planning import costs
 from mbold_tf.planning import factory
 
 RESULTS_NAME = "results.json"
@@ -62,9 +63,11 @@ def evaluation_grid(methods: Sequence[str], planning_models: Sequence[str]
 
 
 def planner_config() -> Dict[str, Any]:
-    """The planner settings in force: CEMConfig fields and make_policy's gin bindings."""
+    """The planner settings in force: CEMConfig fields, make_policy's gin bindings, and
+    make_cost's gin bindings as 'make_cost.<name>' (which Q the learned-distance cost reads)."""
     config = dataclasses.asdict(cem.CEMConfig())
     config.update({k: v for k, v in sorted(gin.get_bindings(factory.make_policy).items())})
+    config.update({f"make_cost.{k}": v for k, v in sorted(gin.get_bindings(costs.make_cost).items())})
     return config
 
 
