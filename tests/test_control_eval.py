@@ -367,6 +367,36 @@ def test_each_mbold_run_with_the_most_seeds_anchors_its_own_all_methods_table():
     assert "| MBOLD · video predictor | 30 [11, 60], 10 |" in headline and "`c.json`" not in headline
 
 
+def test_tables_join_only_files_planned_with_the_same_trained_models():
+    preset = _sample_results()
+    preset["header"]["models"] = {"predictor": {"dir": "pred", "step": 6500, "dataset": "d"}}
+    vf = copy.deepcopy(preset)
+    vf["episodes"] = [dict(e, method="vf", cost="pixel_l2") for e in vf["episodes"]
+                      if e["method"] == "mbold" and e["model"] == "predictor"]
+    longer = copy.deepcopy(preset)  # MBOLD alone with a predictor trained longer, newer
+    longer["header"]["models"]["predictor"]["step"] = 13000
+    longer["header"]["date"] = "2099-01-01 00:00 UTC"
+    longer["episodes"] = [dict(e, success=1.0) for e in longer["episodes"]
+                          if e["method"] == "mbold" and e["model"] == "predictor"]
+    gcbc = copy.deepcopy(preset)
+    gcbc["header"]["models"] = {"gcbc": {"dir": "gcbc", "step": 3000, "dataset": "d"}}
+    gcbc["episodes"] = [dict(e, method="gcbc", model="none", cost="none")
+                        for e in gcbc["episodes"] if e["method"] == "random"]
+    files = [("a.json", preset), ("b.json", vf), ("c.json", longer), ("g.json", gcbc)]
+    text = "\n".join(report.method_tables(files))
+    first, second = text.split("MBOLD from `c.json`")
+    assert "| Visual Foresight | video predictor |" in first and "`b.json`" in first
+    # VF planned with the 6,500-step predictor stays out of the 13,000-step MBOLD's table.
+    assert "Visual Foresight" not in second and "`b.json`" not in second
+    # The headline keeps the fullest table, not the newest MBOLD file alone.
+    headline = "\n".join(report.headline_table(files))
+    assert "`a.json`" in headline and "`c.json`" not in headline
+    assert "| MBOLD · video predictor | 30 [11, 60], 10 |" in headline
+    longer["header"]["models"]["predictor"]["step"] = 6500  # the same run: VF joins it
+    assert "Visual Foresight" in "\n".join(report.method_tables(files)).split(
+        "MBOLD from `c.json`")[1]
+
+
 def test_repeated_seeds_of_a_deterministic_policy_do_not_narrow_its_interval():
     data = _sample_results()
     three = []

@@ -387,22 +387,33 @@ def _agree(a, b) -> bool:
 UNTRAINED_CELLS = (("vf", "simulator"), ("privileged", "simulator"), ("random", "none"))
 
 
+def _trained_runs(header: Mapping[str, Any]) -> Dict[str, Tuple[str, Any]]:
+    """role -> (run directory, checkpoint step) of the file's trained models."""
+    return {role: (run["dir"], run["step"]) for role, run in header["models"].items() if run}
+
+
 def _join(members: Sequence[Tuple[str, Mapping[str, Any]]]):
     """Joins files in the given order: a file joins when each (method, model) cell it shares
-    with those already in agrees with them on their common episodes; the cell then counts once,
+    with those already in agrees with them on their common episodes, and each trained model role
+    it shares with them (e.g. 'predictor') names the same run and step, so that one table never
+    sets methods planned with different predictors side by side; the cell then counts once,
     from the file with more of its episodes (the first on a tie). A file that does not join
     still lends its :data:`UNTRAINED_CELLS` that no joined file has, when its planner settings
     equal the first file's. Returns (cell -> owning path, cell -> episodes, files joined)."""
     owner: Dict[Cell, str] = {}
     kept: Dict[Cell, List] = collections.OrderedDict()
+    models: Dict[str, Tuple[str, Any]] = {}
     joined = 0
     left_out = []
     for path, data in members:
         cells = _cells(data["episodes"])
-        if any(c in kept and not _agree(kept[c], eps) for c, eps in cells.items()):
+        runs = _trained_runs(data["header"])
+        if (any(c in kept and not _agree(kept[c], eps) for c, eps in cells.items())
+                or any(models.get(role, run) != run for role, run in runs.items())):
             left_out.append((path, data))
             continue
         joined += 1
+        models.update(runs)
         for c, eps in cells.items():
             if c not in kept or len(eps) > len(kept[c]):
                 owner[c], kept[c] = path, eps
@@ -474,13 +485,15 @@ HEADLINE_ORDER = ("mbold", "vf", "q_only", "privileged", "ideal_eq3", "gcbc", "s
 
 def headline_table(files: Sequence[Tuple[str, Mapping[str, Any]]]) -> List[str]:
     """Markdown for the README: 'success % [95% CI], n' (n: distinct episodes) of every (method,
-    model) per task, rounded, from each task's newest all-methods join (:func:`anchored_joins`,
-    newest anchor by date), with the files it draws on; [] when no files combine."""
+    model) per task, rounded, from each task's fullest all-methods join (:func:`anchored_joins`:
+    the one with the most cells, then the newest anchor by date, so that a later evaluation of
+    MBOLD alone with another model does not replace the table that sets the methods side by
+    side), with the files it draws on; [] when no files combine."""
     newest: Dict[str, Join] = collections.OrderedDict()
+    rank = lambda j: (len(j.kept), j.date, j.anchor or "")
     for join in anchored_joins(files):
         task = join.key[0] + (" (hard)" if join.key[1] else "")
-        if task not in newest or (join.date, join.anchor or "") > (newest[task].date,
-                                                                   newest[task].anchor or ""):
+        if task not in newest or rank(join) > rank(newest[task]):
             newest[task] = join
     if not newest:
         return []
