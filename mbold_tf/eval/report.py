@@ -285,7 +285,7 @@ def decomposition_table(rows: Sequence[Mapping[str, Any]]) -> List[str]:
 def render_one(data: Mapping[str, Any], title: Optional[str] = None,
                varying: Optional[Mapping[Tuple[str, str], Sequence[str]]] = None) -> str:
     """Markdown for one results file (see the module docstring); ``varying`` names the model
-    settings to print (by default those that differ between this file's own runs)."""
+    settings to print (:func:`varying_settings` over the files rendered together; None: none)."""
     header, episodes = data["header"], data["episodes"]
     finished = sorted({e["seed"] for e in episodes})
     seeds = len(finished)
@@ -293,8 +293,6 @@ def render_one(data: Mapping[str, Any], title: Optional[str] = None,
     title = title or (f"{header['task']}, {goals} goals × {seeds} "
                       f"seed{'s' if seeds != 1 else ''}")
     rows = summary_rows(episodes)
-    if varying is None:
-        varying = varying_settings([header])
     lines = [f"### {title}", ""] + _header_lines(header, seeds, goals, varying)
     if finished != sorted(header["seeds"]):
         lines.append(f"- Seeds requested {sorted(header['seeds'])}, episodes present for "
