@@ -67,7 +67,8 @@ def planner_config() -> Dict[str, Any]:
     make_cost's gin bindings as 'make_cost.<name>' (which Q the learned-distance cost reads)."""
     config = dataclasses.asdict(cem.CEMConfig())
     config.update({k: v for k, v in sorted(gin.get_bindings(factory.make_policy).items())})
-    config.update({f"make_cost.{k}": v for k, v in sorted(gin.get_bindings(costs.make_cost).items())})
+    config.update({f"make_cost.{k}": v
+                   for k, v in sorted(gin.get_bindings(costs.make_cost).items())})
     return config
 
 

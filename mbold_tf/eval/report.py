@@ -144,7 +144,8 @@ def _header_lines(header: Mapping[str, Any], seeds: int, goals: int,
             step = run["step"] if run["step"] is not None else "?"
             data = f" on `{run['dataset']}`" if run.get("dataset") else ""
             lines.append(f"- {role}: `{run['dir']}`, {step} training steps{data}"
-                         + _time_note(run) + _settings_note(run, (varying or {}).get((header["task"], role), ())))
+                         + _time_note(run)
+                         + _settings_note(run, (varying or {}).get((header["task"], role), ())))
     return lines
 
 
@@ -487,17 +488,17 @@ def headline_table(files: Sequence[Tuple[str, Mapping[str, Any]]]) -> List[str]:
     the one with the most cells, then the newest anchor by date, so that a later evaluation of
     MBOLD alone with another model does not replace the table that sets the methods side by
     side), with the files it draws on; [] when no files combine."""
-    newest: Dict[str, Join] = collections.OrderedDict()
+    chosen: Dict[str, Join] = collections.OrderedDict()
     rank = lambda j: (len(j.kept), j.date, j.anchor or "")
     for join in anchored_joins(files):
         task = join.key[0] + (" (hard)" if join.key[1] else "")
-        if task not in newest or rank(join) > rank(newest[task]):
-            newest[task] = join
-    if not newest:
+        if task not in chosen or rank(join) > rank(chosen[task]):
+            chosen[task] = join
+    if not chosen:
         return []
-    tasks = list(newest)
+    tasks = list(chosen)
     stats_by_task = {t: {(r["method"], r["model"]): r for r in
-                         summary_rows([e for eps in newest[t].kept.values() for e in eps])}
+                         summary_rows([e for eps in chosen[t].kept.values() for e in eps])}
                      for t in tasks}
     cells = sorted({c for t in tasks for c in stats_by_task[t]},
                    key=lambda c: (HEADLINE_ORDER.index(c[0]) if c[0] in HEADLINE_ORDER
@@ -514,7 +515,7 @@ def headline_table(files: Sequence[Tuple[str, Mapping[str, Any]]]) -> List[str]:
     lines.append("")
     by_path = dict(files)
     for t in tasks:
-        join = newest[t]
+        join = chosen[t]
         seeds = sorted({e["seed"] for eps in join.kept.values() for e in eps})
         models = ", ".join(f"{role} {run['step']}" for role, run in
                            sorted(by_path[join.anchor]["header"]["models"].items())
