@@ -207,3 +207,27 @@ def test_every_method_builds_acts_and_exports(method, tiny_models, tmp_path):
             sim.close()
         if env is not None:
             env.close()
+
+
+def test_cem_may_plan_fewer_steps_than_the_predictor_was_trained_for(tiny_models, tmp_path):
+    """CEM horizon 2 on a horizon-4 predictor plans (the predictor predicts 2 frames) and
+    exports; a horizon beyond the predictor's fails naming the setting."""
+    from mbold_tf.export import robot_side
+    from mbold_tf.export import saved_model
+    from mbold_tf.planning import cem
+
+    models = {"predictor": tiny_models["predictor"], "distance": tiny_models["distance"]}
+    config = cem.CEMConfig(num_samples=8, num_elites=2, iterations=1, horizon=2)
+    policy = factory.make_policy("mbold", TIME_STEP_SPEC, ACTION_SPEC, [0.6, 0.6, 0.3, 0.3],
+                                 models, seed=1, config=config, replan_every=1)
+    step = policy.action(_time_step(1), policy.get_initial_state(1))
+    assert step.state["plan"].shape == (1, 2, 4)
+    path = str(tmp_path / "short")
+    saved_model.export_policy(policy, path, {"method": "mbold"})
+    obs = {k: v.numpy()[0] for k, v in _time_step(1).observation.items()}
+    assert np.all(np.abs(robot_side.RobotPolicy(path).act(obs)) <= 1.0)
+    with pytest.raises(ValueError, match=r"horizon 4 but CEM plans horizon 5.*"
+                                         r"CEMConfig.horizon <= 4"):
+        factory.make_policy("mbold", TIME_STEP_SPEC, ACTION_SPEC, [0.6, 0.6, 0.3, 0.3], models,
+                            config=cem.CEMConfig(num_samples=8, num_elites=2, iterations=1,
+                                                 horizon=5))

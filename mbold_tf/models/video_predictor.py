@@ -41,6 +41,13 @@ TRANSFORMS = ("cdna", "dna", "flow")
 NORMS = ("layer", "none")
 
 
+class _FunctionCache:
+    """A plain holder of compiled functions (``fns``: h -> tf.function), invisible to Keras."""
+
+    def __init__(self):
+        self.fns: Dict[int, Any] = {}
+
+
 def ground_truth_probability(step, k: float):
     """Inverse-sigmoid scheduled-sampling schedule: P(feed ground truth) at ``step``.
 
@@ -239,10 +246,24 @@ class VideoPredictor(tf.keras.Model):
                     tf.keras.layers.Dense(2 * self.latent_dim, dtype="float32")], name=name)
             self._prior_net = latent_net("prior")
             self._posterior_net = latent_net("posterior")
-        self._predict_fn = tf.function(
+        self._predict_fn = self._compiled_predict(self.horizon)
+        # Compiled closed-loop predictions of fewer than ``horizon`` frames, by length; held in a
+        # plain object so that Keras does not track them as part of the model.
+        self._shorter = _FunctionCache()
+
+    def _compiled_predict(self, h: int):
+        return tf.function(
             self._predict_graph, jit_compile=self.jit_compile, input_signature=[
                 tf.TensorSpec([None, self.context, *IMAGE_SHAPE], tf.uint8),
-                tf.TensorSpec([None, self.horizon, self.action_dim], tf.float32)])
+                tf.TensorSpec([None, h, self.action_dim], tf.float32)])
+
+    def _predict_fn_for(self, h: int):
+        """The compiled ``predict`` for h frames (1 <= h <= ``horizon``)."""
+        if h == self.horizon:
+            return self._predict_fn
+        if h not in self._shorter.fns:
+            self._shorter.fns[h] = self._compiled_predict(h)
+        return self._shorter.fns[h]
 
     # ------------------------------------------------------------------ configuration
     def settings(self) -> Dict[str, Any]:
@@ -383,7 +404,8 @@ class VideoPredictor(tf.keras.Model):
         kl = tf.zeros([], tf.float32)
         use_gt = targets is not None and not (
             isinstance(ground_truth_prob, (int, float)) and ground_truth_prob == 0.0)
-        for t in range(self.horizon):
+        steps = int(actions.shape[1])  # h: ``horizon`` in training, up to it in prediction
+        for t in range(steps):
             step_seed = tf.random.experimental.stateless_fold_in(seed, t)
             z = None
             if self.stochastic:
@@ -399,13 +421,13 @@ class VideoPredictor(tf.keras.Model):
                     z = zp
             pred, states = self._step(image, first, actions[:, t], states, z)
             preds.append(pred)
-            if use_gt and t + 1 < self.horizon:
+            if use_gt and t + 1 < steps:
                 u = tf.random.stateless_uniform(
                     [batch, 1, 1, 1], tf.random.experimental.stateless_fold_in(step_seed, 1))
                 image = tf.where(u < ground_truth_prob, targets[:, t], pred)
             else:
                 image = pred
-        return tf.stack(preds, axis=1), kl / float(self.horizon)
+        return tf.stack(preds, axis=1), kl / float(steps)
 
     def call(self, inputs, training=False):
         """Keras entry point: ``inputs = (frames uint8 [B, C, ...], actions [B, h, A])``."""
@@ -422,7 +444,7 @@ class VideoPredictor(tf.keras.Model):
 
     def _check_inputs(self, frames, actions):
         expected_f = f"uint8 [B, {self.context}, 64, 64, 3]"
-        expected_a = f"float32 [B, {self.horizon}, {self.action_dim}]"
+        expected_a = f"float32 [B, h, {self.action_dim}], 1 <= h <= {self.horizon}"
         f_dtype = tf.as_dtype(frames.dtype)
         a_dtype = tf.as_dtype(actions.dtype)
         f_shape = tuple(frames.shape)
@@ -431,11 +453,11 @@ class VideoPredictor(tf.keras.Model):
                 tuple(f_shape[1:]) != (self.context, *IMAGE_SHAPE):
             raise ValueError(f"predict: frames have dtype {f_dtype.name} and shape "
                              f"{list(f_shape)}; expected {expected_f}.")
-        if a_dtype != tf.float32 or len(a_shape) != 3 or \
-                tuple(a_shape[1:]) != (self.horizon, self.action_dim):
+        if a_dtype != tf.float32 or len(a_shape) != 3 or a_shape[1] is None or \
+                not 1 <= a_shape[1] <= self.horizon or a_shape[2] != self.action_dim:
             raise ValueError(f"predict: actions have dtype {a_dtype.name} and shape "
-                             f"{list(a_shape)}; expected {expected_a} (h = the model's "
-                             f"horizon, {self.horizon}).")
+                             f"{list(a_shape)}; expected {expected_a} (the model was trained "
+                             f"to predict {self.horizon} frames and predicts no further).")
         if f_shape[0] is not None and a_shape[0] is not None and f_shape[0] != a_shape[0]:
             raise ValueError(f"predict: batch sizes differ: frames {list(f_shape)}, actions "
                              f"{list(a_shape)}.")
@@ -445,7 +467,8 @@ class VideoPredictor(tf.keras.Model):
 
         Args:
           frames: uint8 [B, C, 64, 64, 3], the context frames (C = ``context``).
-          actions: float32 [B, h, A], h = ``horizon``, A = ``action_dim``.
+          actions: float32 [B, h, A], 1 <= h <= ``horizon`` (fewer frames cost less: each is one
+            step of the recurrent model), A = ``action_dim``.
         Raises:
           ValueError naming the received and expected shape/dtype for bad inputs, and (in eager
           mode) for NaN/Inf actions; in a graph, NaN actions fail the in-graph assert.
@@ -455,15 +478,16 @@ class VideoPredictor(tf.keras.Model):
         if not isinstance(actions, tf.Tensor):
             actions = np.asarray(actions)
         self._check_inputs(frames, actions)
+        predict_fn = self._predict_fn_for(int(actions.shape[1]))
         if tf.executing_eagerly():
             try:
-                return self._predict_fn(frames, actions)
+                return predict_fn(frames, actions)
             except tf.errors.InvalidArgumentError as e:
                 if "actions contain NaN" in e.message:
                     raise ValueError(f"predict: actions of shape {list(actions.shape)} contain "
                                      f"NaN or Inf values.") from None
                 raise
-        return self._predict_fn(frames, actions)
+        return predict_fn(frames, actions)
 
     def build_variables(self):
         """Creates all variables (one closed-loop step on a batch of one)."""

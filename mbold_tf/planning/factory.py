@@ -161,9 +161,10 @@ def make_policy(method: str, time_step_spec, action_spec, init_std,
     else:
         predictor = models["predictor"]
         horizon = getattr(predictor, "horizon", config.horizon)
-        if horizon != config.horizon:
+        if config.horizon > horizon:
             raise ValueError(f"The predictor was trained for horizon {horizon} but CEM plans "
-                             f"horizon {config.horizon}; set CEMConfig.horizon = {horizon}.")
+                             f"horizon {config.horizon}; set CEMConfig.horizon <= {horizon} "
+                             f"(a predictor predicts no further than it was trained to).")
         model_fn = costs.predictor_model_fn(predictor)
         tracked = [m for m in (predictor, scorer) if isinstance(m, tf.Module)]
     return mpc_policy.MPCPolicy(
