@@ -397,6 +397,35 @@ def test_tables_join_only_files_planned_with_the_same_trained_models():
         "MBOLD from `c.json`")[1]
 
 
+def test_tables_join_only_files_planned_with_the_same_planner():
+    long_plan = {"horizon": 13, "replan_every": 6, "num_samples": 100}
+    short_plan = dict(long_plan, horizon=7, replan_every=3)
+    preset = _sample_results()
+    preset["header"]["planner_config"] = long_plan
+    vf = copy.deepcopy(preset)
+    vf["episodes"] = [dict(e, method="vf", cost="pixel_l2") for e in vf["episodes"]
+                      if e["method"] == "mbold" and e["model"] == "predictor"]
+    short = copy.deepcopy(preset)  # MBOLD and VF again, both planning 7 steps
+    short["header"]["planner_config"] = short_plan
+    short["episodes"] = [dict(e, success=1.0) for e in preset["episodes"]
+                         if e["model"] == "predictor"]
+    short_vf = copy.deepcopy(vf)
+    short_vf["header"]["planner_config"] = short_plan
+    short_vf["episodes"] = [dict(e, success=0.0) for e in vf["episodes"]]
+    files = [("a.json", preset), ("b.json", vf), ("s.json", short), ("t.json", short_vf)]
+    text = "\n".join(report.method_tables(files))
+    first, second = text.split("MBOLD from `s.json`; planner: horizon = 7, replan_every = 3")
+    assert "MBOLD from `a.json`; planner: horizon = 13, replan_every = 6" in first
+    # Each VF file joins the table of its own planner only.
+    assert "`b.json`" in first and "`s.json`" not in first and "`t.json`" not in first
+    assert "`b.json`" not in second and "`t.json`" in second
+    assert "| Visual Foresight | video predictor | 10 | 0.0 [0.0, 27.8] |" in second
+    # The 13-step file's simulator and random cells stay out of the 7-step table.
+    assert "simulator" not in second and "random" not in second.lower()
+    headline = "\n".join(report.headline_table(files))
+    assert "`a.json`" in headline and "planner horizon = 13, replan_every = 6" in headline
+
+
 def test_repeated_seeds_of_a_deterministic_policy_do_not_narrow_its_interval():
     data = _sample_results()
     three = []

@@ -392,22 +392,25 @@ def _trained_runs(header: Mapping[str, Any]) -> Dict[str, Tuple[str, Any]]:
 
 
 def _join(members: Sequence[Tuple[str, Mapping[str, Any]]]):
-    """Joins files in the given order: a file joins when each (method, model) cell it shares
-    with those already in agrees with them on their common episodes, and each trained model role
-    it shares with them (e.g. 'predictor') names the same run and step, so that one table never
-    sets methods planned with different predictors side by side; the cell then counts once,
-    from the file with more of its episodes (the first on a tie). A file that does not join
-    still lends its :data:`UNTRAINED_CELLS` that no joined file has, when its planner settings
-    equal the first file's. Returns (cell -> owning path, cell -> episodes, files joined)."""
+    """Joins files in the given order: a file joins when its planner settings equal the first
+    file's, each (method, model) cell it shares with those already in agrees with them on their
+    common episodes, and each trained model role it shares with them (e.g. 'predictor') names
+    the same run and step, so that one table never sets methods planned with different
+    predictors or planners side by side; the cell then counts once, from the file with more of
+    its episodes (the first on a tie). A file that does not join still lends its
+    :data:`UNTRAINED_CELLS` that no joined file has, when its planner settings equal the first
+    file's. Returns (cell -> owning path, cell -> episodes, files joined)."""
     owner: Dict[Cell, str] = {}
     kept: Dict[Cell, List] = collections.OrderedDict()
     models: Dict[str, Tuple[str, Any]] = {}
     joined = 0
     left_out = []
+    planner = members[0][1]["header"].get("planner_config") if members else None
     for path, data in members:
         cells = _cells(data["episodes"])
         runs = _trained_runs(data["header"])
-        if (any(c in kept and not _agree(kept[c], eps) for c, eps in cells.items())
+        if (data["header"].get("planner_config") != planner
+                or any(c in kept and not _agree(kept[c], eps) for c, eps in cells.items())
                 or any(models.get(role, run) != run for role, run in runs.items())):
             left_out.append((path, data))
             continue
@@ -416,7 +419,6 @@ def _join(members: Sequence[Tuple[str, Mapping[str, Any]]]):
         for c, eps in cells.items():
             if c not in kept or len(eps) > len(kept[c]):
                 owner[c], kept[c] = path, eps
-    planner = members[0][1]["header"].get("planner_config") if members else None
     for path, data in left_out:
         if data["header"].get("planner_config") != planner:
             continue
@@ -435,16 +437,19 @@ def method_tables(files: Sequence[Tuple[str, Mapping[str, Any]]]) -> List[str]:
     One table per MBOLD run: each file with an MBOLD · video predictor cell and the most seeds
     among such files (e.g. the `cpu` and the `results` preset's evaluations, not a 1-seed curve
     point) anchors a table. The other files join after it in order of more seeds first, then
-    path, when each (method, model) cell they share with the files already in agrees with them on
-    their common episodes (a deterministic policy such as the seeded random one); the cell then
-    counts once, from the file with more of its episodes. A file whose shared cell differs (e.g.
-    MBOLD with other models) stays out of that table, but for its cells that use no trained
-    model (:data:`UNTRAINED_CELLS`, same planner settings). Without an MBOLD file, one table
-    joins them all.
+    path, when they were planned with the anchor's planner settings and each (method, model)
+    cell they share with the files already in agrees with them on their common episodes (a
+    deterministic policy such as the seeded random one); the cell then counts once, from the
+    file with more of its episodes. A file whose shared cell differs (e.g. MBOLD with other
+    models) stays out of that table, but for its cells that use no trained model
+    (:data:`UNTRAINED_CELLS`, same planner settings). Without an MBOLD file, one table joins
+    those planned like the first file. A title names the planner settings in which its anchor
+    differs from another anchor on the same goals.
     """
     lines: List[str] = []
     for j in anchored_joins(files):
-        lines += _method_table(j.key, j.owner, j.kept, j.anchor if j.several else None)
+        lines += _method_table(j.key, j.owner, j.kept, j.anchor if j.several else None,
+                               j.planner)
     return lines
 
 
@@ -456,6 +461,8 @@ class Join(NamedTuple):
     kept: Mapping[Cell, List]  # cell -> its episodes
     several: bool  # whether these goals have several anchors
     date: str  # the anchor's evaluation date ('' without one)
+    planner: str  # 'horizon = 7, replan_every = 3': the planner settings in which this join
+    # differs from another join on these goals ('' when they all plan alike)
 
 
 def anchored_joins(files: Sequence[Tuple[str, Mapping[str, Any]]]) -> List[Join]:
@@ -469,12 +476,16 @@ def anchored_joins(files: Sequence[Tuple[str, Mapping[str, Any]]]) -> List[Join]
         with_mbold = [m for m in members if ("mbold", "predictor") in _cells(m[1]["episodes"])]
         most = max((len(d["header"]["seeds"]) for _, d in with_mbold), default=0)
         anchors = [m for m in with_mbold if len(m[1]["header"]["seeds"]) == most] or [None]
-        for anchor in anchors:
+        configs = [(a or members[0])[1]["header"].get("planner_config") or {} for a in anchors]
+        differ = sorted(k for k in set().union(*configs)
+                        if len({repr(c.get(k)) for c in configs}) > 1)
+        for anchor, config in zip(anchors, configs):
             order = ([anchor] if anchor else []) + [m for m in members if m is not anchor]
             owner, kept, joined = _join(order)
             if joined >= 2:
                 joins.append(Join(key, anchor[0] if anchor else None, owner, kept,
-                                  len(anchors) > 1, anchor[1]["header"]["date"] if anchor else ""))
+                                  len(anchors) > 1, anchor[1]["header"]["date"] if anchor else "",
+                                  ", ".join(f"{k} = {config.get(k, '—')}" for k in differ)))
     return joins
 
 
@@ -522,6 +533,7 @@ def headline_table(files: Sequence[Tuple[str, Mapping[str, Any]]]) -> List[str]:
                            if run) if join.anchor else ""
         lines.append(f"- {t}: {len(join.key[3])} goals, seeds {', '.join(map(str, seeds))}; "
                      + (f"MBOLD trained {models} steps; " if models else "")
+                     + (f"planner {join.planner}; " if join.planner else "")
                      + ", ".join(f"`{p}`" for p in dict.fromkeys(join.owner[c]
                                                                  for c in join.kept)))
     return lines
@@ -543,7 +555,7 @@ def readme_with_headline(readme: str, files: Sequence[Tuple[str, Mapping[str, An
 
 
 def _method_table(key, owner: Mapping[Cell, str], kept: Mapping[Cell, List],
-                  anchor: Optional[str]) -> List[str]:
+                  anchor: Optional[str], planner: str = "") -> List[str]:
     """One all-methods table and its paired comparisons (see :func:`method_tables`)."""
     episodes = [e for eps in kept.values() for e in eps]
     rows = summary_rows(episodes)
@@ -560,7 +572,8 @@ def _method_table(key, owner: Mapping[Cell, str], kept: Mapping[Cell, List],
         line + f" {_seeds(kept[(r['method'], r['model'])])} | "
                f"`{owner[(r['method'], r['model'])]}` |" for line, r in zip(table[2:], rows)]
     title = f"### All methods: {key[0]}, {len(key[3])} goals"
-    lines = [title + (f", MBOLD from `{anchor}`" if anchor else ""), "",
+    lines = [title + (f", MBOLD from `{anchor}`" if anchor else "")
+             + (f"; planner: {planner}" if planner else ""), "",
              "Every method evaluated on these goals, from the files named in the last column "
              "(their commands and models are in their sections below):", ""]
     lines += table
