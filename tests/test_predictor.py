@@ -219,7 +219,10 @@ def test_resume_restores_step_and_exact_weights(trained_run):
 def test_load_predictor_and_evaluation(trained_run, arrays, tmp_path):
     r = trained_run
     predictor = vp.load_predictor(r["root"])
-    assert predictor.settings() == run_config.read_config(r["root"], vp.KIND)
+    stored = dict(run_config.read_config(r["root"], vp.KIND))
+    assert stored.pop(vp.TRAINING_KEY) == {"loss": "l2", "learning_rate": 3e-3, "batch_size": 4}
+    assert predictor.settings() == stored
+    vp.load_predictor(r["root"], expect=predictor.settings())  # the model's settings match
     mse = _mse(predictor, r["batch"])
     assert mse < 0.6 * r["mse_before"]
     result = predictor_eval.evaluate_predictor(predictor, arrays, num_batches=2, batch_size=8,
@@ -268,6 +271,13 @@ def test_other_config_fails_naming_the_setting(trained_run, data_dir):
     try:
         with pytest.raises(run_config.ConfigMismatchError, match="num_transformed: 1"):
             tp.train_predictor(root, data_dir=data_dir)
+        gin.clear_config()
+        gin.parse_config_file(GIN_TINY)
+        # Resuming with another loss would mix two trainings in one run: refused.
+        with pytest.raises(run_config.ConfigMismatchError,
+                           match=r"training: \{.*'loss': 'l2'.*\} \(checkpoint\) vs .*'l1'"):
+            tp.PredictorTrainer(root, "mbold_tabletop/push1_tiny", data_dir, 90, 4, 3e-3, "l1",
+                                0, 10, 5, 5, False)
     finally:
         gin.clear_config()
 

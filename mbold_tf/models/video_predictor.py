@@ -38,6 +38,9 @@ from mbold_tf.utils import training
 KIND = "video_predictor"
 IMAGE_SHAPE = (64, 64, 3)
 TRANSFORMS = ("cdna", "dna", "flow")
+# The key of a run's config.json settings that holds its trainer's settings (loss, learning rate,
+# batch size): recorded with the model's, not passed to it.
+TRAINING_KEY = "training"
 NORMS = ("layer", "none")
 
 
@@ -502,16 +505,19 @@ def load_predictor(root_dir: str, expect: Optional[Dict[str, Any]] = None,
                    jit_compile: Optional[bool] = None) -> VideoPredictor:
     """Builds the predictor stored in ``root_dir`` and restores its latest checkpoint.
 
-    The model is built from ``root_dir/config.json`` (written by ``train_predictor``). If
+    The model is built from ``root_dir/config.json`` (written by ``train_predictor``; its
+    :data:`TRAINING_KEY` entry records the trainer's settings and is not passed on). If
     ``expect`` (settings, e.g. ``VideoPredictor().settings()`` under the caller's gin config) is
     given, it is checked against the stored settings first and a mismatch raises
     :class:`~mbold_tf.utils.run_config.ConfigMismatchError` naming each differing setting.
     ``jit_compile`` overrides the stored XLA flag of ``predict`` (it does not change weights).
     Raises FileNotFoundError if the directory holds no configuration or no checkpoint.
     """
-    settings = run_config.read_config(root_dir, KIND)
-    if expect is not None:
-        run_config.check_or_write_config(root_dir, KIND, expect)
+    settings = dict(run_config.read_config(root_dir, KIND))
+    trained_with = settings.pop(TRAINING_KEY, None)
+    if expect is not None:  # the model's settings; the trainer's are not the caller's to expect
+        run_config.check_or_write_config(root_dir, KIND, dict(expect) if trained_with is None
+                                         else dict(expect, **{TRAINING_KEY: trained_with}))
     if jit_compile is not None:
         settings = dict(settings, jit_compile=bool(jit_compile))
     model = VideoPredictor(**settings)

@@ -86,8 +86,13 @@ class PredictorTrainer:
                     int(arrays.actions.shape[-1]) if arrays is not None
                     else rlds.action_dim(dataset, data_dir))}
                 self.model = vp.VideoPredictor(**size)
-                run_config.check_or_write_config(self.write_dir, vp.KIND,
-                                                 self.model.settings())
+                # The loss, learning rate and batch shape the weights without changing the
+                # model: recorded beside its settings, so that resuming with others fails and
+                # results headers name them.
+                run_config.check_or_write_config(
+                    self.write_dir, vp.KIND, dict(self.model.settings(), **{
+                        vp.TRAINING_KEY: {"loss": loss, "learning_rate": float(learning_rate),
+                                          "batch_size": int(batch_size)}}))
                 self.model.build_variables()
                 optimizer = tf.keras.optimizers.Adam(learning_rate)
                 if self.mixed:
