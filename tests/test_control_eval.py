@@ -426,6 +426,35 @@ def test_tables_join_only_files_planned_with_the_same_planner():
     assert "`a.json`" in headline and "planner horizon = 13, replan_every = 6" in headline
 
 
+def test_the_readme_headline_keeps_the_anchors_its_block_names():
+    preset = _sample_results()
+    preset["header"]["models"] = {"predictor": {"dir": "pred", "step": 6500, "dataset": "d"}}
+    experiment = copy.deepcopy(preset)  # a later, fuller join with another predictor
+    experiment["header"]["models"]["predictor"]["step"] = 13000
+    experiment["header"]["date"] = "2099-01-01 00:00 UTC"
+    experiment["episodes"] = [dict(e, success=1.0) for e in experiment["episodes"]]
+    extra = copy.deepcopy(experiment)
+    extra["episodes"] = [dict(e, method="vf", cost="pixel_l2") for e in preset["episodes"]
+                         if e["method"] == "mbold" and e["model"] == "predictor"]
+    vf = copy.deepcopy(preset)  # VF with the preset's predictor
+    vf["episodes"] = extra["episodes"]
+    files = [("a.json", preset), ("v.json", vf), ("x.json", experiment), ("y.json", extra)]
+    assert "`x.json`" in "\n".join(report.headline_table(files))  # fullest, then newest
+    named = "\n".join(report.headline_table(files, ["a.json"]))
+    assert "`a.json`" in named and "`v.json`" in named and "`x.json`" not in named
+    assert "| MBOLD · video predictor | 30 [11, 60], 10 |" in named
+    block = (f"intro\n{report.README_BEGIN}\n<!-- headline anchors: a.json -->\nold\n"
+             f"{report.README_END}\nrest\n")
+    text = report.readme_with_headline(block, files)
+    assert "<!-- headline anchors: a.json -->\n| method |" in text and "old" not in text
+    assert "`a.json`" in text and text.endswith(f"{report.README_END}\nrest\n")
+    assert report.readme_with_headline(text, files) == text
+    with pytest.raises(ValueError, match=r"\['b.json'\] anchor no all-methods table"):
+        report.headline_table(files, ["b.json"])
+    with pytest.raises(ValueError, match="'a.json' and 'x.json' are both reach"):
+        report.headline_table(files, ["a.json", "x.json"])
+
+
 def test_repeated_seeds_of_a_deterministic_policy_do_not_narrow_its_interval():
     data = _sample_results()
     three = []
