@@ -66,6 +66,20 @@ def test_episodes_deterministic_per_seed():
                                       two[i]["steps"]["observation"]["image"])
 
 
+def test_wide_datasets_scale_the_noise_and_move_the_hand_farther():
+    assert collect.config_task("reach_fine_wide") == ("reach_fine", False, collect.WIDE_STD_SCALE)
+    assert collect.config_task("push1_restricted_wide") == ("push1", True, collect.WIDE_STD_SCALE)
+    assert collect.config_task("reach_fine") == ("reach_fine", False, 1.0)
+
+    def step_length(name):  # mean metres the end effector moves per step
+        return np.mean([np.linalg.norm(np.diff(collect.generate_episode(name, 0, i)["steps"][
+            "privileged"]["ee_pos"], axis=0), axis=1) for i in range(6)])
+
+    plain, wide = step_length("reach_fine"), step_length("reach_fine_wide")
+    # same seeds and resets; stds × 2.5 (actions clipped to the box): 1.1 against 2.2 cm a step
+    assert wide > 1.7 * plain, (plain, wide)
+
+
 def test_reader_layout(arrays):
     assert arrays.num_episodes == 6
     assert arrays.images.shape == (6 * 31, 64, 64, 3) and arrays.images.dtype == np.uint8

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from typing import Dict, Iterator, Optional, Sequence, Tuple
+from typing import Dict, Iterator, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -24,11 +24,29 @@ Episode = Dict[str, object]
 _WORKER_ENVS: Dict[Tuple[str, bool], object] = {}
 
 
-def config_task(name: str) -> Tuple[str, bool]:
-    """Maps a dataset task name to (env task, restricted): 'push1_restricted' -> ('push1', True)."""
+# ``<task>_wide`` datasets: the same filter with every white-noise std scaled by this factor, so
+# the hand travels farther in an episode (docs/design.md, "Data that reaches the goals").
+WIDE_STD_SCALE = 2.5
+
+
+class DataTask(NamedTuple):
+    """What a dataset task name means: the env task, the restricted reset, the noise std scale."""
+    task: str
+    restricted: bool
+    std_scale: float
+
+
+def config_task(name: str) -> DataTask:
+    """Maps a dataset task name to a :class:`DataTask`.
+
+    'push1_restricted' -> ('push1', True, 1.0); 'reach_fine_wide' -> ('reach_fine', False, 2.5).
+    """
+    std_scale = 1.0
+    if name.endswith("_wide"):
+        name, std_scale = name[: -len("_wide")], WIDE_STD_SCALE
     if name.endswith("_restricted"):
-        return name[: -len("_restricted")], True
-    return name, False
+        return DataTask(name[: -len("_restricted")], True, std_scale)
+    return DataTask(name, False, std_scale)
 
 
 def _env(task: str, restricted: bool):
@@ -43,7 +61,8 @@ def generate_episode(task_name: str, seed: int, episode_id: int,
     """Runs one random-policy episode.
 
     Args:
-      task_name: 'reach', 'push1', 'push3', 'door_slide' or 'push1_restricted'.
+      task_name: 'reach', 'push1', 'push3', 'door_slide', 'reach_fine' or 'push1_restricted', each
+        optionally with the suffix '_wide' (noise stds × ``WIDE_STD_SCALE``).
       seed: dataset seed; episode_id: episode index. Together they seed everything.
       steps: actions per episode (30 in the paper).
       beta: correlated-noise coefficient.
@@ -53,12 +72,13 @@ def generate_episode(task_name: str, seed: int, episode_id: int,
       action float32 [4], reward, discount, is_first, is_last, is_terminal, privileged/*) and
       ``episode_metadata`` (task, seed, episode_id).
     """
-    task, restricted = config_task(task_name)
+    task, restricted, std_scale = config_task(task_name)
     env = _env(task, restricted)
     ss = np.random.SeedSequence([int(seed), int(episode_id)])
     env_seed, policy_seed = ss.generate_state(2)
     env.task.reseed(int(env_seed))
-    policy = random_policy.CorrelatedNoisePolicy(tasks.TASKS[task].collection_std, beta=beta,
+    std = std_scale * np.asarray(tasks.TASKS[task].collection_std)
+    policy = random_policy.CorrelatedNoisePolicy(std, beta=beta,
                                                  seed=int(policy_seed))
     actions = policy.sample_episode(steps)
     ts = env.reset()

@@ -88,7 +88,7 @@ def dataset_task(dataset: str) -> Optional[str]:
         if config.endswith("_" + size):
             config = config[: -len(size) - 1]
             break
-    task = collect.config_task(config)[0]
+    task = collect.config_task(config).task
     return task if task in tasks.TASKS else None
 
 

@@ -1,7 +1,9 @@
 """``mbold_tabletop``: random correlated-noise episodes of the MBOLD tabletop tasks, in RLDS.
 
 One BuilderConfig per task and size, named ``<task>_<size>``: tasks ``reach``, ``push1``,
-``push3``, ``door_slide``, ``push1_restricted``, ``reach_fine`` (3 cm per unit action); sizes ``tiny`` (8 episodes, tests), ``small``
+``push3``, ``door_slide``, ``push1_restricted``, ``reach_fine`` (3 cm per unit action) and
+``reach_fine_wide`` (the same task, noise stds × 2.5 so the hand travels farther); sizes ``tiny``
+(8 episodes, tests), ``small``
 (200), ``cpu`` (2,000) and ``paper`` (10,000, §5). Splits train/validation/test = 0.9/0.05/0.05.
 
 Build with the standard CLI (uses every core through a process pool)::
@@ -30,7 +32,8 @@ from mbold_tf.data import collect
 from mbold_tf.envs import tasks
 
 SIZES = {"tiny": 8, "small": 200, "cpu": 2000, "paper": 10000}
-TASK_NAMES = ("reach", "push1", "push3", "door_slide", "push1_restricted", "reach_fine")
+TASK_NAMES = ("reach", "push1", "push3", "door_slide", "push1_restricted", "reach_fine",
+              "reach_fine_wide")
 SPLIT_FRACTIONS = (0.9, 0.05, 0.05)
 
 
@@ -66,7 +69,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     DEFAULT_CONFIG_NAME = "push1_small"
 
     def _info(self) -> tfds.core.DatasetInfo:
-        task, _ = collect.config_task(self.builder_config.task)
+        task = collect.config_task(self.builder_config.task).task
         spec = tasks.TASKS[task]
         privileged = {"ee_pos": tfds.features.Tensor(shape=(3,), dtype=np.float32)}
         if spec.num_blocks:
