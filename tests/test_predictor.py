@@ -282,6 +282,12 @@ def test_other_config_fails_naming_the_setting(trained_run, data_dir):
         gin.clear_config()
 
 
+@pytest.mark.skipif(bool(tf.config.list_logical_devices("GPU")), reason="CPU behaviour")
+def test_mixed_precision_without_a_gpu_fails_naming_the_setting(tmp_path):
+    with pytest.raises(ValueError, match=r"train_predictor.mixed_precision=False"):
+        tp.PredictorTrainer(str(tmp_path), "unused", None, 1, 2, 1e-3, "l2", 0, 10, 10, 10, True)
+
+
 def test_unknown_loss_fails(tmp_path):
     with pytest.raises(ValueError, match="'l3'"):
         tp.reconstruction_loss(tf.zeros([1]), tf.zeros([1]), "l3")

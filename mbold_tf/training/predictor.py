@@ -10,7 +10,8 @@ frames (top row) above closed-loop predictions (bottom row).
 The strategy comes from :func:`mbold_tf.utils.distribute.strategy_from_environment`: one
 device, several GPUs (``MirroredStrategy``) or a ``TF_CONFIG`` cluster
 (``MultiWorkerMirroredStrategy``); ``batch_size`` is always the global batch, split evenly over
-the replicas, and each worker's input pipeline samples with its own seed. ``mixed_precision=True`` uses ``mixed_float16`` on GPU only (ignored on CPU);
+the replicas, and each worker's input pipeline samples with its own seed.
+``mixed_precision=True`` uses ``mixed_float16`` and needs a GPU (refused on CPU);
 predictions and the loss stay float32.
 """
 from __future__ import annotations
@@ -68,9 +69,13 @@ class PredictorTrainer:
                 f"train_predictor.batch_size = {batch_size} is the global batch and must split "
                 f"evenly over the {replicas} replicas; set it to a multiple of {replicas}.")
         on_gpu = bool(tf.config.list_logical_devices("GPU"))
-        self.mixed = bool(mixed_precision and on_gpu)
         if mixed_precision and not on_gpu:
-            logging.info("mixed_precision requested but no GPU is visible: training in float32.")
+            # Accepting it would record mixed precision for weights trained in float32.
+            raise training.SettingError(
+                "train_predictor.mixed_precision = True needs a GPU (mixed_float16 is slower than "
+                "float32 on a CPU) and none is visible; pass "
+                "--gin_param=train_predictor.mixed_precision=False to train in float32 here.")
+        self.mixed = bool(mixed_precision)
         previous_policy = tf.keras.mixed_precision.global_policy()
         if self.mixed:
             tf.keras.mixed_precision.set_global_policy("mixed_float16")
@@ -251,7 +256,7 @@ def train_predictor(root_dir: str, dataset: str = "mbold_tabletop/push1_cpu",
       seed: input-pipeline and scheduled-sampling seed.
       checkpoint_every / summary_every / log_every / strip_every: periods in steps
         (strip_every=0 disables the validation strip and validation MSE summaries).
-      mixed_precision: mixed_float16 on GPU (ignored on CPU).
+      mixed_precision: mixed_float16; needs a GPU (SettingError without one).
       arrays: already loaded training episodes (skips loading ``dataset``).
       validation_fraction: for a dataset without a validation split, this share of its train
         episodes (the last ones) is held out for the validation summaries and not trained on.
