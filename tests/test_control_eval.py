@@ -262,6 +262,25 @@ def test_report_draws_a_training_length_curve_from_files_that_differ_in_steps():
     assert report.curve_tables([("a.json", run(3000)), ("d.json", run(3000))]) == []
 
 
+def test_curve_rows_name_the_settings_other_than_length_in_which_they_differ():
+    def run(steps, gamma, directory):
+        data = copy.deepcopy(_sample_results())
+        data["header"]["models"] = {"distance": {
+            "dir": directory, "step": steps, "dataset": "reach_cpu",
+            "settings": {"gamma": gamma, "networks": {"fc_units": 128}}}}
+        return data
+
+    files = [("a.json", run(3000, 0.8, "d1")), ("b.json", run(3000, 0.935, "d2")),
+             ("c.json", run(6000, 0.8, "d1"))]
+    rows = [line for line in "\n".join(report.curve_tables(files)).splitlines()
+            if ".json" in line]
+    assert [r.split(" | ")[2] for r in rows] == ["distance gamma = 0.8", "distance gamma = 0.935",
+                                                "distance gamma = 0.8"]
+    assert "fc_units" not in "\n".join(rows)  # only what differs
+    same = [("a.json", run(3000, 0.8, "d1")), ("c.json", run(6000, 0.8, "d1"))]
+    assert "other settings" not in "\n".join(report.curve_tables(same))
+
+
 def test_the_curve_adds_the_models_training_cpu_minutes_when_every_run_timed_all_its_steps():
     def run(steps, predictor_first_step):
         data = copy.deepcopy(_sample_results())

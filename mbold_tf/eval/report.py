@@ -344,18 +344,27 @@ def curve_tables(files: Sequence[Tuple[str, Mapping[str, Any]]]) -> List[str]:
         cells = list(collections.OrderedDict.fromkeys(
             c for _, d in members for c in _cells(d["episodes"])))
         roles = [r for r, _ in _model_steps(members[0][1]["header"])]
+        # settings other than the length that differ between the rows (e.g. a second discount)
+        varying = varying_settings([d["header"] for _, d in members])
+        differ = [(r, k) for r in roles for k in varying.get((key[0], r), ())]
         lines += [f"### Training-length curve: {key[0]}, {len(key[3])} goals × {len(key[4])} "
                   f"seed{'s' if len(key[4]) != 1 else ''}", "",
                   "Success % [95% CI] (n) against each model's training steps and their "
                   "training CPU-minutes (summed over the models; — when a run did not time all "
                   "its steps), from the files below on the same goals, seeds and planner:", "",
                   "| " + " | ".join(f"{r} steps" for r in roles) + " | training CPU-min | " +
+                  ("other settings | " if differ else "") +
                   " | ".join(cell_name(c) for c in cells) + " | file |",
-                  "|" + "---|" * (len(roles) + len(cells) + 2)]
+                  "|" + "---|" * (len(roles) + len(cells) + 2 + bool(differ))]
         for path, data in members:
             by_cell = {(r["method"], r["model"]): r for r in summary_rows(data["episodes"])}
             steps = dict(_model_steps(data["header"]))
             row = [str(steps.get(r, "—")) for r in roles] + [_cpu_minutes(data["header"])]
+            if differ:
+                models = data["header"]["models"]
+                row.append(", ".join(
+                    f"{r} {k} = {_flat(models[r].get('settings') or {}).get(k, '—')}"
+                    for r, k in differ))
             for c in cells:
                 r = by_cell.get(c)
                 row.append("—" if r is None else f"{_pct(r['success'])} [{_pct(r['ci_low'])}, "
