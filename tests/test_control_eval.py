@@ -462,6 +462,13 @@ def test_the_readme_headline_keeps_the_anchors_its_block_names():
     named = "\n".join(report.headline_table(files, ["a.json"]))
     assert "`a.json`" in named and "`v.json`" in named and "`x.json`" not in named
     assert "| MBOLD · video predictor | 30 [11, 60], 10 |" in named
+    # an experiment (two files that join) on a task the anchors do not name
+    other = [(f"z{i}.json", copy.deepcopy(d)) for i, d in enumerate((experiment, extra))]
+    for _, d in other:
+        d["header"]["task"] = "reach_fine"
+    assert "reach_fine" in "\n".join(report.headline_table(files + other))
+    named = "\n".join(report.headline_table(files + other, ["a.json"]))
+    assert "reach_fine" not in named and "`z0.json`" not in named
     block = (f"intro\n{report.README_BEGIN}\n<!-- headline anchors: a.json -->\nold\n"
              f"{report.README_END}\nrest\n")
     text = report.readme_with_headline(block, files)

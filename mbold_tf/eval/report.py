@@ -511,8 +511,8 @@ def headline_table(files: Sequence[Tuple[str, Mapping[str, Any]]],
 
     A task's join is the one anchored by a file named in ``anchors`` (paths as in ``files``;
     e.g. the `results` preset's evaluations, so that a later experiment does not replace them),
-    else its fullest (most cells, then the newest anchor by date). ValueError names an anchor
-    that anchors no join, or two anchors of one task."""
+    else its fullest (most cells, then the newest anchor by date). With ``anchors``, only their
+    tasks appear. ValueError names an anchor that anchors no join, or two anchors of one task."""
     joins = anchored_joins(files)
     anchored = {j.anchor for j in joins}
     unknown = [a for a in anchors if a not in anchored]
@@ -532,6 +532,8 @@ def headline_table(files: Sequence[Tuple[str, Mapping[str, Any]]],
             named[task] = join.anchor
         if task not in chosen or rank(join) > rank(chosen[task]):
             chosen[task] = join
+    if anchors:  # named anchors name the tasks too: an experiment's task does not join them
+        chosen = collections.OrderedDict((t, j) for t, j in chosen.items() if t in named)
     if not chosen:
         return []
     tasks = list(chosen)
