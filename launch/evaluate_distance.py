@@ -18,7 +18,8 @@ from absl import flags
 from absl import logging
 import numpy as np
 
-flags.DEFINE_multi_string("root_dir", [], "Trained distance run directories.")
+flags.DEFINE_multi_string("root_dir", [], "Trained distance run directories (one --root_dir "
+                          "may join several runs with commas: their mean Q, an ensemble).")
 flags.DEFINE_multi_string("name", [], "Display names, one per --root_dir (default: dir name).")
 flags.DEFINE_bool("pixel", False, "Also evaluate the pixel-l2 distance.")
 flags.DEFINE_bool("oracle", False, "Also score the privileged displacement (end effector + "
@@ -34,6 +35,8 @@ FLAGS = flags.FLAGS
 
 
 def _name(root_dir: str) -> str:
+    if "," in root_dir:  # an ensemble
+        return "+".join(_name(r) for r in root_dir.split(","))
     base = os.path.basename(os.path.normpath(root_dir))
     base = base[len("distance_"):] if base.startswith("distance_") else base
     for suffix in ("_push1_cpu", "_push1"):

@@ -20,6 +20,7 @@ import gin
 from launch import common
 from mbold_tf.export import planner_export
 from mbold_tf.planning import factory
+from mbold_tf.utils import run_config
 from mbold_tf.utils import training
 from mbold_tf import configurables  # noqa: F401  (registers every gin configurable)
 
@@ -35,7 +36,8 @@ EXPORTABLE = ("mbold", "vf", "q_only", "gcbc", "sorb", "rig", "dreamer", "dreame
 ROLES = ("distance", "predictor", "gcbc", "sorb", "rig", "dreamer", "dreamer_arm_l2")
 flags.DEFINE_enum("method", "mbold", list(EXPORTABLE), "Policy to export.")
 flags.DEFINE_string("predictor_dir", None, "Video predictor run.")
-flags.DEFINE_string("distance_dir", None, "Distance agent run.")
+flags.DEFINE_string("distance_dir", None, "Distance agent run (several joined by commas: their "
+                    "mean Q).")
 flags.DEFINE_string("gcbc_dir", None, "GCBC run (for --method=gcbc or sorb).")
 flags.DEFINE_string("sorb_dir", None, "SoRB run (launch.train_sorb; with --gcbc_dir).")
 flags.DEFINE_string("rig_dir", None, "RIG run (launch.train_rig).")
@@ -53,7 +55,7 @@ def main(argv):
     gin.parse_config_files_and_bindings(FLAGS.gin_file, FLAGS.gin_param)
     with common.user_errors("launch.export"):
         dirs = {role: getattr(FLAGS, f"{role}_dir") for role in ROLES}
-        run_dirs = [d for d in dirs.values() if d]
+        run_dirs = [r for d in dirs.values() if d for r in run_config.split_runs(d)]
         planner_export.robot_settings(FLAGS.task, run_dirs)  # a bad --task or missing statistics fail first
         need = [k for k in factory.requires(FLAGS.method) if not dirs.get(k)]
         if need:

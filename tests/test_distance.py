@@ -484,3 +484,80 @@ def test_resuming_with_other_agent_settings_fails_naming_them(tmp_path, tiny_gin
     gin.bind_parameter("CqlTd3Agent.actor_bc_weight", 7.0)
     with pytest.raises(run_config.ConfigMismatchError, match="agent: .*actor_bc_weight"):
         td.train_distance(root, **dict(kwargs, total_steps=4))
+
+
+# -- ensembles of learned distances ---------------------------------------------------------------
+def _untrained_distance(seed, gamma=0.8):
+    tf.random.set_seed(seed)
+    return distances.LearnedDistance(*dn.build_networks(dn.network_settings(**TINY)),
+                                     gamma=gamma)
+
+
+def test_ensemble_averages_its_members_q_and_acts_with_the_best_members_actor():
+    members = [_untrained_distance(s) for s in (1, 2, 3)]
+    ens = distances.DistanceEnsemble(members)
+    rng = np.random.default_rng(0)
+    s = rng.integers(0, 255, (6, 64, 64, 3), dtype=np.uint8)
+    g = rng.integers(0, 255, (6, 64, 64, 3), dtype=np.uint8)
+    q = np.stack([m.q_values(s, g).numpy() for m in members])  # each at its own actor's action
+    assert np.ptp(q, axis=0).min() > 1e-4  # the members disagree, so the mean is informative
+    np.testing.assert_allclose(ens.q_values(s, g).numpy(), q.mean(0), rtol=1e-5)
+    a = rng.uniform(-1, 1, (6, 4)).astype(np.float32)
+    np.testing.assert_allclose(ens.q_values(s, g, a).numpy(),
+                               np.mean([m.q_values(s, g, a).numpy() for m in members], 0),
+                               rtol=1e-5)
+    np.testing.assert_allclose(ens.distance(s, g).numpy(),
+                               distances.q_to_distance(q.mean(0)).numpy(), rtol=1e-5)
+    # the ensemble's action: per example, the member actor's action with the highest mean Q
+    candidates = [m.action(s, g).numpy() for m in members]
+    scores = np.stack([ens.q_values(s, g, c).numpy() for c in candidates])
+    expected = np.stack(candidates, 1)[np.arange(6), scores.argmax(0)]
+    np.testing.assert_allclose(ens.action(s, g).numpy(), expected, rtol=1e-6)
+    with pytest.raises(ValueError, match="at least 2"):
+        distances.DistanceEnsemble(members[:1])
+    with pytest.raises(ValueError, match="gamma"):
+        distances.DistanceEnsemble([members[0], _untrained_distance(4, gamma=0.9)])
+
+
+def _distance_run(root, seed, gamma=0.8):
+    """A distance run directory as training leaves it: config.json and a checkpoint."""
+    from mbold_tf.utils import run_config
+    ld = _untrained_distance(seed, gamma)
+    run_config.check_or_write_config(root, "distance", {
+        "method": "td3", "action_dim": 4, "networks": dn.network_settings(**TINY),
+        "reward_scheme": "indicator", "gamma": gamma, "negatives_key": "none"})
+    tf.train.Checkpoint(actor_network=ld.actor, critic_network_1=ld.critic1,
+                        critic_network_2=ld.critic2).save(os.path.join(root, "ckpt", "ckpt"))
+    return root
+
+
+def test_comma_joined_runs_load_as_an_ensemble_and_the_report_names_its_members(tmp_path):
+    from mbold_tf.eval import report, results
+    from mbold_tf.utils import run_config
+    a, b = (_distance_run(str(tmp_path / n), s) for n, s in (("a", 1), ("b", 2)))
+    ens = td.load_distance(f"{a},{b}")
+    assert isinstance(ens, distances.DistanceEnsemble) and ens.root_dir == f"{a},{b}"
+    s = np.random.default_rng(1).integers(0, 255, (4, 64, 64, 3), dtype=np.uint8)
+    g = s[::-1].copy()
+    single = [td.load_distance(r).q_values(s, g).numpy() for r in (a, b)]
+    np.testing.assert_allclose(ens.q_values(s, g).numpy(), np.mean(single, 0), rtol=1e-5)
+    # runs of another configuration, a run named twice, a blank part: refused, naming why
+    other = _distance_run(str(tmp_path / "c"), 3, gamma=0.9)
+    with pytest.raises(run_config.ConfigMismatchError, match=r"differ in settings \(gamma"):
+        td.load_distance(f"{a},{other}")
+    with pytest.raises(run_config.ConfigMismatchError, match="more than once"):
+        td.load_distance(f"{a},{a}/")
+    with pytest.raises(run_config.ConfigMismatchError, match="empty run directory"):
+        td.load_distance(f"{a},")
+    # the results header describes each member; the report names them all
+    described = results.describe_run(f"{a},{b}")
+    assert [m["dir"] for m in described["members"]] == [a, b]
+    assert described["step"] == 1 and described["settings"]["ensemble_size"] == 2
+    assert described["settings"]["gamma"] == 0.8
+    header = {"task": "reach", "hard": False, "goal_seed": 0, "command": "c", "date": "d",
+              "machine": {"cpu": "x", "cores": 2, "gpus": [], "platform": "p"},
+              "planner_gin_files": [], "models": {"distance": described}}
+    from mbold_tf.eval.report import _header_lines  # pylint: disable=import-outside-toplevel
+    line = [x for x in _header_lines(header, 1, 1) if x.startswith("- distance")][0]
+    assert line == f"- distance: the average of 2 runs `{a}`, `{b}`, 1 training steps each"
+    assert report.varying_settings([header]) == {("reach", "distance"): []}

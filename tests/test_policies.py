@@ -231,3 +231,29 @@ def test_cem_may_plan_fewer_steps_than_the_predictor_was_trained_for(tiny_models
         factory.make_policy("mbold", TIME_STEP_SPEC, ACTION_SPEC, [0.6, 0.6, 0.3, 0.3], models,
                             config=cem.CEMConfig(num_samples=8, num_elites=2, iterations=1,
                                                  horizon=5))
+
+
+@pytest.mark.parametrize("method", ["mbold", "q_only"])
+def test_an_ensemble_distance_plans_and_exports_every_member(method, tiny_models, tmp_path):
+    """The planners score with a DistanceEnsemble as with one LearnedDistance, and its export
+    acts as the in-process policy: every member's weights are in the SavedModel."""
+    from mbold_tf.agents import distances
+    from mbold_tf.export import robot_side
+    from mbold_tf.export import saved_model
+    from mbold_tf.models import distance_networks as dn
+    from mbold_tf.planning import cem
+
+    tf.random.set_seed(7)
+    second = distances.LearnedDistance(*dn.build_networks(dn.network_settings(
+        encoder_filters=(4, 8), critic_fc_layers=1, actor_fc_layers=1, fc_units=8)))
+    ensemble = distances.DistanceEnsemble([tiny_models["distance"], second])
+    models = dict(tiny_models, distance=ensemble)
+    config = cem.CEMConfig(num_samples=8, num_elites=2, iterations=1, horizon=4)
+    policy = factory.make_policy(method, TIME_STEP_SPEC, ACTION_SPEC, [0.6, 0.6, 0.3, 0.3],
+                                 models, seed=1, config=config, replan_every=2)
+    action = policy.action(_time_step(1), policy.get_initial_state(1)).action.numpy()[0]
+    path = str(tmp_path / method)
+    saved_model.export_policy(policy, path, {"method": method})
+    robot = robot_side.RobotPolicy(path)
+    obs = {k: v.numpy()[0] for k, v in _time_step(1).observation.items()}
+    np.testing.assert_allclose(robot.act(obs), action, atol=1e-5)

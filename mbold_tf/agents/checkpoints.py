@@ -59,8 +59,13 @@ def load_distance(root_dir: str):
 
     'cql_td3'/'td3' → :class:`~mbold_tf.agents.distances.LearnedDistance` (also ``q_values``
     and ``action``); 'temporal' → TemporalDistanceModel; 'vae' → VAE (also ``encode``).
-    GCBC runs hold a policy: use :func:`load_gcbc`.
+    GCBC runs hold a policy: use :func:`load_gcbc`. Several 'cql_td3'/'td3' runs of one
+    configuration joined by commas (``'runs/a,runs/b'``) →
+    :class:`~mbold_tf.agents.distances.DistanceEnsemble` of them.
     """
+    dirs = run_config.split_runs(root_dir)
+    if len(dirs) > 1:
+        return _load_ensemble(dirs)
     settings = _settings(root_dir)
     method = settings["method"]
     latest = _latest(root_dir)
@@ -83,6 +88,29 @@ def load_distance(root_dir: str):
             .assert_existing_objects_matched()
     obj.method = method
     obj.root_dir = root_dir
+    return obj
+
+
+def _load_ensemble(dirs):
+    """DistanceEnsemble of the learned-distance runs ``dirs``; their stored settings must agree
+    (they differ in the training seed only, which is not a model setting)."""
+    settings = [_settings(d) for d in dirs]
+    for d, s in zip(dirs, settings):
+        if s["method"] not in AGENT_METHODS:
+            raise run_config.ConfigMismatchError(
+                f"{d!r} holds a {s['method']!r} model; an ensemble averages learned distances "
+                f"(runs of method {AGENT_METHODS}).")
+    for d, s in zip(dirs[1:], settings[1:]):
+        diff = sorted(k for k in set(s) | set(settings[0]) if s.get(k) != settings[0].get(k))
+        if diff:
+            lines = "; ".join(f"{k}: {settings[0].get(k, '<missing>')!r} vs "
+                              f"{s.get(k, '<missing>')!r}" for k in diff)
+            raise run_config.ConfigMismatchError(
+                f"The ensemble's runs {dirs[0]!r} and {d!r} differ in settings ({lines}); an "
+                f"ensemble averages runs of one configuration trained with different seeds.")
+    obj = distances.DistanceEnsemble([load_distance(d) for d in dirs])
+    obj.method = settings[0]["method"]
+    obj.root_dir = run_config.RUN_SEPARATOR.join(dirs)
     return obj
 
 

@@ -16,7 +16,7 @@ Both return finite float32 distances ≥ 0 (indicator) or ≥ 1 (ten_one) for an
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Optional, Sequence
 
 import tensorflow as tf
 
@@ -149,4 +149,51 @@ class LearnedDistance(tf.Module):
 
     def distance(self, image, goal_image) -> tf.Tensor:
         """float32 [B]: expected steps to the goal (q_to_distance of q_values with the actor)."""
+        return q_to_distance(self.q_values(image, goal_image), self.reward_scheme, self.gamma)
+
+
+class DistanceEnsemble(tf.Module):
+    """Several trained :class:`LearnedDistance` s of one configuration as one distance.
+
+    One critic training's planning success varies by about ten points from seed to seed
+    (docs/design.md, "Data that reaches the goals"); the average of M independently trained
+    critics' Q is a lower-variance estimate of the same function.
+
+    ``q_values(image, goal_image, action=None)`` → float32 [B]: the mean over the members of each
+    member's min(Q1, Q2); ``action=None`` evaluates each member at its own actor's action (its
+    own max_a Q, the paper's planner cost). ``action(image, goal_image)`` → float32 [B, A]: of
+    the members' actor actions, the one with the highest mean Q. ``distance`` → float32 [B]:
+    :func:`q_to_distance` of the mean Q. Images as :class:`LearnedDistance`.
+    """
+
+    def __init__(self, members: Sequence[LearnedDistance], name: str = "distance_ensemble"):
+        super().__init__(name=name)
+        members = tuple(members)
+        if len(members) < 2:
+            raise ValueError(f"A distance ensemble averages at least 2 trained distances; got "
+                             f"{len(members)}. Load a single run as a LearnedDistance.")
+        for attr in ("reward_scheme", "gamma", "action_dim"):
+            values = [getattr(m, attr) for m in members]
+            if len(set(values)) > 1:
+                raise ValueError(f"The ensemble's members differ in {attr}: {values}; average "
+                                 f"runs trained with the same settings.")
+        self.members = members
+        first = members[0]
+        self.reward_scheme, self.gamma, self.action_dim = (first.reward_scheme, first.gamma,
+                                                           first.action_dim)
+
+    def q_values(self, image, goal_image, action: Optional[tf.Tensor] = None) -> tf.Tensor:
+        """float32 [B]: the members' mean min(Q1, Q2); action None → each member's own actor."""
+        q = [m.q_values(image, goal_image, action) for m in self.members]
+        return tf.add_n(q) / float(len(q))
+
+    def action(self, image, goal_image) -> tf.Tensor:
+        """float32 [B, A]: per example, the member actor's action with the highest mean Q."""
+        candidates = [m.action(image, goal_image) for m in self.members]  # M × [B, A]
+        scores = tf.stack([self.q_values(image, goal_image, a) for a in candidates])  # [M, B]
+        best = tf.argmax(scores, axis=0, output_type=tf.int32)  # [B]
+        return tf.gather(tf.stack(candidates, axis=1), best, axis=1, batch_dims=1)
+
+    def distance(self, image, goal_image) -> tf.Tensor:
+        """float32 [B]: expected steps to the goal, :func:`q_to_distance` of the mean Q."""
         return q_to_distance(self.q_values(image, goal_image), self.reward_scheme, self.gamma)

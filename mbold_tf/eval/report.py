@@ -144,7 +144,12 @@ def _header_lines(header: Mapping[str, Any], seeds: int, goals: int,
         if run:
             step = run["step"] if run["step"] is not None else "?"
             data = f" on `{run['dataset']}`" if run.get("dataset") else ""
-            lines.append(f"- {role}: `{run['dir']}`, {step} training steps{data}"
+            members = run.get("members")
+            what = (f"the average of {len(members)} runs "
+                    + ", ".join(f"`{m['dir']}`" for m in members)
+                    + f", {step} training steps each" if members
+                    else f"`{run['dir']}`, {step} training steps")
+            lines.append(f"- {role}: {what}{data}"
                          + _time_note(run)
                          + _settings_note(run, (varying or {}).get((header["task"], role), ())))
     return lines
@@ -157,7 +162,9 @@ def _time_note(run: Mapping[str, Any]) -> str:
     if not t:
         return ""
     part = f" (steps {t['first_step']}–{run['step']} only)" if t["first_step"] else ""
-    return f"; trained in {t['wall_minutes']:.1f} min wall, {t['cpu_minutes']:.1f} CPU-min{part}"
+    total = " in all" if run.get("members") else ""
+    return (f"; trained in {t['wall_minutes']:.1f} min wall, {t['cpu_minutes']:.1f} CPU-min"
+            f"{total}{part}")
 
 
 def _cpu_minutes(header: Mapping[str, Any]) -> str:

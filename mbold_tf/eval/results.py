@@ -67,6 +67,9 @@ def describe_run(root_dir: Optional[str]) -> Optional[Dict[str, Any]]:
     """
     if not root_dir:
         return None
+    dirs = run_config.split_runs(root_dir)
+    if len(dirs) > 1:
+        return _describe_ensemble([describe_run(d) for d in dirs])
     step = None
     ckpt_file = os.path.join(root_dir, "ckpt", "checkpoint")
     if os.path.exists(ckpt_file):
@@ -87,6 +90,36 @@ def describe_run(root_dir: Optional[str]) -> Optional[Dict[str, Any]]:
     if os.path.exists(config):
         with open(config) as f:
             described["settings"] = json.load(f)["settings"]
+    return described
+
+
+def _describe_ensemble(members: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
+    """The description of an ensemble of runs (:func:`describe_run` of each, in ``members``).
+
+    ``dir`` joins the members' directories with commas; ``step`` and ``dataset`` are the
+    members' common value, or their values joined by '/' when they differ; ``training_time``
+    sums the members' (the ensemble's whole training cost) when every member recorded one;
+    ``settings`` are the members' common settings plus ``ensemble_size``.
+    """
+    def common(key):
+        values = [m.get(key) for m in members]
+        return values[0] if len(set(map(repr, values))) == 1 else "/".join(map(str, values))
+
+    described = {"dir": run_config.RUN_SEPARATOR.join(m["dir"] for m in members),
+                 "step": common("step"), "dataset": common("dataset"),
+                 "members": [dict(m) for m in members]}
+    times = [m.get("training_time") for m in members]
+    if all(times):
+        described["training_time"] = {
+            "timed_steps": sum(t["timed_steps"] for t in times),
+            "first_step": max(t["first_step"] for t in times),
+            "wall_minutes": round(sum(t["wall_minutes"] for t in times), 6),
+            "cpu_minutes": round(sum(t["cpu_minutes"] for t in times), 6)}
+    settings = [m.get("settings") for m in members]
+    if all(x is not None for x in settings):
+        shared = {k: v for k, v in settings[0].items()
+                  if all(x.get(k) == v for x in settings[1:])}
+        described["settings"] = dict(shared, ensemble_size=len(members))
     return described
 
 

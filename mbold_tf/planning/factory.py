@@ -184,7 +184,11 @@ def load_models(predictor_dir: Optional[str] = None, distance_dir: Optional[str]
                 gcbc_dir: Optional[str] = None, sorb_dir: Optional[str] = None,
                 rig_dir: Optional[str] = None, dreamer_dir: Optional[str] = None,
                 dreamer_arm_l2_dir: Optional[str] = None) -> Dict[str, Any]:
-    """Loads the trained models whose run directories are given, keyed by role."""
+    """Loads the trained models whose run directories are given, keyed by role.
+
+    ``distance_dir`` may join several runs of one configuration with commas: the 'distance' is
+    then their :class:`~mbold_tf.agents.distances.DistanceEnsemble` (Q averaged).
+    """
     models: Dict[str, Any] = {}
     if predictor_dir:
         models["predictor"] = video_predictor.load_predictor(predictor_dir)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Dict, Mapping
+from typing import Any, Dict, List, Mapping
 
 CONFIG_NAME = "config.json"
+RUN_SEPARATOR = ","  # joins the run directories of an ensemble
 
 
 class ConfigMismatchError(ValueError):
@@ -21,6 +22,24 @@ class ConfigMismatchError(ValueError):
 def _normalise(value: Any) -> Any:
     """JSON round trip, so tuples and lists (and int/float keys) compare equal."""
     return json.loads(json.dumps(value, sort_keys=True))
+
+
+def split_runs(root_dir: str) -> List[str]:
+    """The run directories named by ``root_dir``: one path, or several joined by commas (an
+    ensemble of runs, e.g. ``--distance_dir=runs/a,runs/b``), normalised, in order.
+
+    Raises ConfigMismatchError for an empty part or a run named twice.
+    """
+    parts = [p.strip() for p in root_dir.split(RUN_SEPARATOR)]
+    if any(not p for p in parts):
+        raise ConfigMismatchError(f"{root_dir!r} has an empty run directory; separate the runs "
+                                  f"of an ensemble with single commas, e.g. 'runs/a,runs/b'.")
+    parts = [os.path.normpath(p) for p in parts]
+    repeated = sorted({p for p in parts if parts.count(p) > 1})
+    if repeated:
+        raise ConfigMismatchError(f"{root_dir!r} names run(s) {repeated} more than once; an "
+                                  f"ensemble averages distinct runs.")
+    return parts
 
 
 def config_path(root_dir: str) -> str:
