@@ -561,3 +561,18 @@ def test_comma_joined_runs_load_as_an_ensemble_and_the_report_names_its_members(
     line = [x for x in _header_lines(header, 1, 1) if x.startswith("- distance")][0]
     assert line == f"- distance: the average of 2 runs `{a}`, `{b}`, 1 training steps each"
     assert report.varying_settings([header]) == {("reach", "distance"): []}
+    # an ensemble is not a longer training of its members: no training-length curve with them
+    single = dict(header, models={"distance": results.describe_run(a)}, goal_indices=[0],
+                  seeds=[0], planner_config={})
+    single["models"]["distance"]["step"] = 2
+    ensemble = dict(single, models={"distance": described})
+    metrics = {"goal_index": 0, "success": 1.0, "start_object_distance": 0.1,
+               "object_distance": 0.0, "start_arm_distance": 0.1, "arm_distance": 0.0,
+               "object_displacement": 0.0, "object_moved": 1.0}
+    episodes = [results.episode_record("mbold", "simulator", "learned_distance", 0, metrics, 1.0)]
+    files = [("a.json", {"header": single, "episodes": episodes}),
+             ("b.json", {"header": ensemble, "episodes": episodes})]
+    assert report.curve_tables(files) == []
+    assert report.curve_tables([files[0], ("c.json", {"header": dict(
+        single, models={"distance": dict(single["models"]["distance"], step=5)}),
+        "episodes": episodes})]) != []

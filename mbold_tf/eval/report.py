@@ -326,11 +326,22 @@ def _model_steps(header: Mapping[str, Any]) -> Tuple[Tuple[str, Any], ...]:
     return tuple((role, run["step"]) for role, run in sorted(header["models"].items()) if run)
 
 
+def _step_value(step) -> int:
+    """A run's steps as a number for sorting: -1 for unknown, the total of an ensemble's
+    members' steps when they differ ('30000/20016')."""
+    if step is None:
+        return -1
+    if isinstance(step, str):
+        return sum(int(x) for x in step.split("/") if x.isdigit())
+    return int(step)
+
+
 def _setting_key(header: Mapping[str, Any]):
     """What must agree for files to form a curve: task, goals, seeds, planner, the models' runs'
-    datasets (everything but the training steps)."""
+    datasets and how many runs each role averages (everything but the training steps)."""
     cfg = tuple(sorted((header.get("planner_config") or {}).items()))
-    datasets = tuple((r, (run or {}).get("dataset")) for r, run in sorted(header["models"].items()))
+    datasets = tuple((r, (run or {}).get("dataset"), len((run or {}).get("members") or ()))
+                     for r, run in sorted(header["models"].items()))
     return (header["task"], header["hard"], header["goal_seed"], tuple(header["goal_indices"]),
             tuple(header["seeds"]), cfg, datasets)
 
@@ -346,7 +357,7 @@ def curve_tables(files: Sequence[Tuple[str, Mapping[str, Any]]]) -> List[str]:
     for key, members in groups.items():
         if len(members) < 2 or len({_model_steps(d["header"]) for _, d in members}) < 2:
             continue
-        members = sorted(members, key=lambda m: [s if s is not None else -1
+        members = sorted(members, key=lambda m: [_step_value(s)
                                                 for _, s in _model_steps(m[1]["header"])])
         cells = list(collections.OrderedDict.fromkeys(
             c for _, d in members for c in _cells(d["episodes"])))
