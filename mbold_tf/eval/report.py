@@ -147,7 +147,8 @@ def _header_lines(header: Mapping[str, Any], seeds: int, goals: int,
             members = run.get("members")
             what = (f"the average of {len(members)} runs "
                     + ", ".join(f"`{m['dir']}`" for m in members)
-                    + f", {step} training steps each" if members
+                    + f", {step} training steps" + ("" if "/" in str(step) else " each")
+                    if members
                     else f"`{run['dir']}`, {step} training steps")
             lines.append(f"- {role}: {what}{data}"
                          + _time_note(run)
