@@ -18,6 +18,8 @@ from absl import flags
 from absl import logging
 import numpy as np
 
+from mbold_tf.utils import run_config
+
 flags.DEFINE_multi_string("root_dir", [], "Trained distance run directories (one --root_dir "
                           "may join several runs with commas: their mean Q, an ensemble).")
 flags.DEFINE_multi_string("name", [], "Display names, one per --root_dir (default: dir name).")
@@ -35,8 +37,9 @@ FLAGS = flags.FLAGS
 
 
 def _name(root_dir: str) -> str:
-    if "," in root_dir:  # an ensemble
-        return "+".join(_name(r) for r in root_dir.split(","))
+    runs = run_config.split_runs(root_dir)
+    if len(runs) > 1:  # an ensemble
+        return "+".join(_name(r) for r in runs)
     base = os.path.basename(os.path.normpath(root_dir))
     base = base[len("distance_"):] if base.startswith("distance_") else base
     for suffix in ("_push1_cpu", "_push1"):
