@@ -7,6 +7,7 @@ import gin
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_datasets as tfds
 from tf_agents.environments import tf_py_environment
 from tf_agents.policies import policy_saver
 from tf_agents.specs import tensor_spec
@@ -18,6 +19,7 @@ from mbold_tf.models import rig
 from mbold_tf.planning import rig_policy
 from mbold_tf.training import rig as rig_training
 from mbold_tf.utils import run_config
+import tfds_builders  # noqa: F401  (registers mbold_tabletop)
 from tests.test_distance import chain_arrays
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -26,16 +28,26 @@ TINY_PRESET = os.path.join(REPO, "gin", "presets", "tiny", "rig.gin")
 pytestmark = pytest.mark.filterwarnings('ignore:"is" with a literal:SyntaxWarning')
 
 
-def _tiny_preset():
+def _tiny_preset(data_dir):
+    """The tiny preset, reading its dataset (reach_tiny) from ``data_dir``."""
     gin.clear_config()
     gin.add_config_file_search_path(REPO)
     gin.parse_config_file(TINY_PRESET)
+    gin.bind_parameter("train_rig_vae.data_dir", data_dir)
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    """Both stages of the tiny preset on reach (20 offline episodes, online SAC for 40 steps)."""
-    _tiny_preset()
+def reach_tiny_dir(tmp_path_factory):
+    """A data_dir holding mbold_tabletop/reach_tiny, built here (6 train episodes)."""
+    d = str(tmp_path_factory.mktemp("reach_tiny_data"))
+    tfds.builder("mbold_tabletop/reach_tiny", data_dir=d).download_and_prepare()
+    return d
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, reach_tiny_dir):
+    """Both stages of the tiny preset on reach_tiny (online SAC for 40 steps)."""
+    _tiny_preset(reach_tiny_dir)
     root = str(tmp_path_factory.mktemp("rig") / "run")
     try:
         vae = rig_training.train_rig_vae(root)
@@ -130,8 +142,8 @@ def test_relabelled_rewards_have_the_known_values():
 
 
 # -- (c) SAC with online collection, checkpoint and resume ----------------------------------------
-def test_sac_collects_online_trains_and_resumes(tiny_run):
-    _tiny_preset()
+def test_sac_collects_online_trains_and_resumes(tiny_run, reach_tiny_dir):
+    _tiny_preset(reach_tiny_dir)
     root, sac = tiny_run["root"], tiny_run["sac"]
     assert tiny_run["vae"]["steps"] == 40
     # steps 0..39 need 1 initial + 1 + 39 // 20 episodes of 30 steps
@@ -206,8 +218,9 @@ def test_bad_images_and_specs_fail_clearly(tiny_run):
         rig_policy.RigPolicy(time_step_spec, goal_env.tf_specs(action_dim=3)[1], model)
 
 
-def test_run_dirs_of_other_kinds_or_settings_fail_naming_them(tiny_run, tmp_path):
-    _tiny_preset()
+def test_run_dirs_of_other_kinds_or_settings_fail_naming_them(tiny_run, reach_tiny_dir,
+                                                             tmp_path):
+    _tiny_preset(reach_tiny_dir)
     root = tiny_run["root"]
     other = str(tmp_path / "distance_run")
     run_config.check_or_write_config(other, "distance", {"method": "vae"})
