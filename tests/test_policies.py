@@ -81,7 +81,7 @@ def test_bad_names_and_missing_models_fail_clearly():
 
 class _RoutingDistance:
     """Q = mean pixel value of the image it is given + 10 × the action's first component."""
-    reward_scheme, gamma = "indicator", 0.8
+    reward_scheme, gamma, action_dim = "indicator", 0.8, 4
 
     def q_values(self, image, goal_image, action=None):
         q = tf.reduce_mean(tf.cast(image, tf.float32), axis=[1, 2, 3])
@@ -107,6 +107,21 @@ def test_plan_q_cost_scores_the_last_transition_of_the_plan():
     actor = costs.make_cost("learned_distance", model)                      # Eq. 3: last frame
     np.testing.assert_allclose(actor(prediction, obs, tf.constant(actions)).numpy(),
                                [-0.3, -0.8], rtol=1e-5)
+    # 'zero': the last frame at the zero action; an actor that moved would score −(q + 10).
+    seen = []
+
+    class _Recording(_RoutingDistance):
+        def q_values(self, image, goal_image, action=None):
+            seen.append(None if action is None else action.numpy())
+            q = super().q_values(image, goal_image, action)
+            return q + 10.0 if action is None else q
+
+    zero = costs.make_cost("learned_distance", _Recording(), q_action="zero")
+    np.testing.assert_allclose(zero(prediction, obs).numpy(), [-0.3, -0.8], rtol=1e-5)
+    np.testing.assert_array_equal(seen[-1], np.zeros([2, 4], np.float32))
+    zero_steps = costs.make_cost("learned_distance", _Recording(), q_action="zero", steps=True)
+    np.testing.assert_allclose(zero_steps(prediction, obs).numpy(),
+                               np.log([0.3, 0.8]) / np.log(0.8), rtol=1e-5)
     with pytest.raises(ValueError, match="q_action 'last'"):
         costs.make_cost("learned_distance", model, q_action="last")
     with pytest.raises(ValueError, match="call cost_fn\\(prediction, observation, actions\\)"):

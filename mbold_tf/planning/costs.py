@@ -9,7 +9,9 @@ episode's end, so near the end this is the frame at the final step, as in the au
   ``q_action='plan'`` the critic scores the plan's own last transition instead,
   ``−Q(ŝ_{t+h−1}, a_{t+h−1}, g)``: the ideal ``max_α Q(ŝ_{t+h}, α, g)`` is the same for every
   final frame from which one action reaches g, the plan's own last transition is not (off by
-  default: docs/design.md, "Planner"). ``steps=True`` scores the expected number of steps
+  default: docs/design.md, "Planner"). With ``q_action='zero'`` it scores the last frame at the
+  zero action, ``−Q(ŝ_{t+h}, 0, g)``: for the ideal critic that is 1 only at the goal itself and
+  γ·max_α Q one step short of it (off by default as well). ``steps=True`` scores the expected number of steps
   ``d(Q)`` instead (same ranking, other elite weights for the 'authors' refit).
 * ``'pixel_l2'`` (Visual Foresight): mean squared pixel difference, images in [0, 1].
 * ``'vae'``: ℓ2 between VAE latents (App. C.1); ``'temporal'``: regressed temporal distance
@@ -42,7 +44,7 @@ from mbold_tf.models.distance_networks import to_float_image
 
 COSTS = ("learned_distance", "pixel_l2", "vae", "temporal", "privileged", "ideal_eq3")
 SIMULATOR_ONLY_COSTS = ("privileged", "ideal_eq3")  # they read the true simulated state
-Q_ACTIONS = ("actor", "plan")
+Q_ACTIONS = ("actor", "plan", "zero")
 
 
 def pixel_l2(frames: tf.Tensor, goal_images: tf.Tensor) -> tf.Tensor:
@@ -65,7 +67,8 @@ def make_cost(name: str = "learned_distance", model=None, steps: bool = False,
         'temporal'; unused by 'pixel_l2'.
       steps: for 'learned_distance', score expected steps-to-goal instead of −Q.
       q_action: for 'learned_distance', 'actor' (Eq. 3: Q of the last predicted frame at the
-        actor's action) or 'plan' (Q of the frame before it at the plan's last action).
+        actor's action), 'plan' (Q of the frame before it at the plan's last action) or 'zero'
+        (Q of the last predicted frame at the zero action: the value of staying there).
       ideal_step: for 'ideal_eq3' (required there), one step's reach in metres.
     """
     if name not in COSTS:
@@ -105,6 +108,10 @@ def make_cost(name: str = "learned_distance", model=None, steps: bool = False,
             before = tf.where(n >= 2, tf.gather(prediction, tf.maximum(n - 2, 0), axis=1),
                               to_float_image(observation["image"]))
             q = model.q_values(before, goal, actions[:, -1])
+            return q_to_distance(q, model.reward_scheme, model.gamma) if steps else -q
+        if name == "learned_distance" and q_action == "zero":
+            still = tf.zeros([tf.shape(frame)[0], model.action_dim], tf.float32)
+            q = model.q_values(frame, goal, still)
             return q_to_distance(q, model.reward_scheme, model.gamma) if steps else -q
         if name == "learned_distance" and not steps:
             return -model.q_values(frame, goal)
