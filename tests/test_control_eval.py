@@ -537,6 +537,14 @@ def test_report_names_the_settings_in_which_runs_of_one_task_differ(tmp_path):
     text = report.render(files)
     assert "settings: gamma = 0.8\n" in text and "settings: gamma = 0.935\n" in text
     assert "fc_units" not in text
+    # A setting that varies among the runs that record it (an ensemble's size) is not named
+    # for a run without it.
+    third = run_dir("third", {"gamma": 0.935, "networks": {"fc_units": 128}, "cql_tau": 5.0})
+    data = copy.deepcopy(_sample_results())
+    data["header"]["models"] = {"distance": results.describe_run(third)}
+    text = report.render(files + [("c.json", data)])
+    assert "settings: cql_tau = 3.0, gamma = 0.935\n" in text
+    assert "settings: gamma = 0.8\n" in text and "cql_tau = —" not in text
     # Runs of another task are compared among themselves only.
     files[1][1]["header"]["task"] = "push1"
     assert "settings:" not in report.render(files)

@@ -123,7 +123,10 @@ def _settings_note(run: Mapping[str, Any], names: Sequence[str]) -> str:
     if not names or run.get("settings") is None:
         return ""
     flat = _flat(run["settings"])
-    return "; settings: " + ", ".join(f"{k} = {flat.get(k, '—')}" for k in names)
+    recorded = [k for k in names if k in flat]
+    if not recorded:
+        return ""
+    return "; settings: " + ", ".join(f"{k} = {flat[k]}" for k in recorded)
 
 
 def _header_lines(header: Mapping[str, Any], seeds: int, goals: int,
