@@ -11,8 +11,8 @@ episode's end, so near the end this is the frame at the final step, as in the au
   final frame from which one action reaches g, the plan's own last transition is not (off by
   default: docs/design.md, "Planner"). With ``q_action='zero'`` it scores the last frame at the
   zero action, ``−Q(ŝ_{t+h}, 0, g)``: for the ideal critic that is 1 only at the goal itself and
-  γ·max_α Q one step short of it (off by default as well). ``steps=True`` scores the expected number of steps
-  ``d(Q)`` instead (same ranking, other elite weights for the 'authors' refit).
+  γ·max_α Q one step short of it (off by default as well). ``steps=True`` scores the expected
+  number of steps ``d(Q)`` instead (same ranking, other elite weights for the 'authors' refit).
 * ``'pixel_l2'`` (Visual Foresight): mean squared pixel difference, images in [0, 1].
 * ``'vae'``: ℓ2 between VAE latents (App. C.1); ``'temporal'``: regressed temporal distance
   (App. C.2). Both use the baseline model's ``distance(image, goal_image)``.
@@ -110,8 +110,8 @@ def make_cost(name: str = "learned_distance", model=None, steps: bool = False,
             q = model.q_values(before, goal, actions[:, -1])
             return q_to_distance(q, model.reward_scheme, model.gamma) if steps else -q
         if name == "learned_distance" and q_action == "zero":
-            still = tf.zeros([tf.shape(frame)[0], model.action_dim], tf.float32)
-            q = model.q_values(frame, goal, still)
+            q = model.q_values(frame, goal,
+                               tf.zeros([tf.shape(frame)[0], model.action_dim], tf.float32))
             return q_to_distance(q, model.reward_scheme, model.gamma) if steps else -q
         if name == "learned_distance" and not steps:
             return -model.q_values(frame, goal)
