@@ -113,6 +113,47 @@ def test_closed_loop_final_steps_replan_every_step_at_the_end():
     env.close()
 
 
+def test_final_action_steps_take_the_given_action_and_plans_end_before_them():
+    seen = []  # how many predicted steps each CEM cost call scores
+
+    def recording_distance(pred, obs, actions=None):
+        seen.append(pred.shape[1])
+        return _true_distance(pred, obs, actions)
+
+    goal_set = goals.generate_goal_set("reach", num_goals=1, seed=1)
+    env = goal_env.GoalConditionedPyEnvironment(goal_set)
+    tf_env = tf_py_environment.TFPyEnvironment(oracle.PrivilegedObservation(env))
+    fixed = np.array([0.5, -0.25, 0.0, 1.0], np.float32)
+    policy = mpc_policy.MPCPolicy(
+        tf_env.time_step_spec(), tf_env.action_spec(), _kinematic_model, recording_distance,
+        init_std=[0.6] * 4, config=cem.CEMConfig(num_samples=20, num_elites=5, iterations=1,
+                                                 horizon=6),
+        replan_every=4, episode_length=10, final_action_fn=lambda obs: tf.tile(
+            fixed[None], [tf.shape(obs["image"])[0], 1]), final_action_steps=3)
+    time_step = tf_env.reset()
+    state = policy.get_initial_state(1)
+    replanned, scored = [], []
+    for _ in range(10):
+        seen.clear()
+        out = policy.action(time_step, state)
+        replanned.append(not np.array_equal(out.state["plan"].numpy()[0],
+                                            state["plan"].numpy()[0]))
+        scored.append(sorted(set(seen)))
+        if len(replanned) > 7:
+            np.testing.assert_allclose(out.action.numpy()[0], fixed)
+        time_step, state = tf_env.step(out.action), out.state
+    # plans at 0 and 4 only: step 8 is inside the last 3 steps (7, 8, 9), which take the action
+    assert [s for s, r in enumerate(replanned) if r] == [0, 4]
+    # the plan at step 4 scores the frame at step 7 (3 predicted steps), not the episode's end
+    assert scored[0] == [6] and scored[4] == [3], scored
+    assert mpc_policy.replans_per_episode(10, 4, 0, 3) == sum(replanned)
+    with pytest.raises(ValueError, match="final_action_fn"):
+        mpc_policy.MPCPolicy(tf_env.time_step_spec(), tf_env.action_spec(), _kinematic_model,
+                             _true_distance, init_std=[0.6] * 4, episode_length=10,
+                             final_action_steps=2)
+    env.close()
+
+
 def test_shift_plan_drops_executed_actions():
     plan = tf.reshape(tf.range(12, dtype=tf.float32), [6, 2])
     np.testing.assert_array_equal(cem.shift_plan(plan, 2).numpy(),

@@ -272,3 +272,38 @@ def test_an_ensemble_distance_plans_and_exports_every_member(method, tiny_models
     robot = robot_side.RobotPolicy(path)
     obs = {k: v.numpy()[0] for k, v in _time_step(1).observation.items()}
     np.testing.assert_allclose(robot.act(obs), action, atol=1e-5)
+
+
+def test_final_actor_steps_take_the_distance_actor_action_and_export(tiny_models, tmp_path):
+    """With make_policy.final_actor_steps = 1, MBOLD's last step of an episode is the distance
+    actor's action on the real frames, in process and in the exported SavedModel; a CEM planner
+    without a learned distance refuses the setting."""
+    from mbold_tf.export import robot_side
+    from mbold_tf.export import saved_model
+    from mbold_tf.planning import cem
+
+    config = cem.CEMConfig(num_samples=8, num_elites=2, iterations=1, horizon=4)
+    make = lambda method: factory.make_policy(  # noqa: E731
+        method, TIME_STEP_SPEC, ACTION_SPEC, [0.6, 0.6, 0.3, 0.3], tiny_models, seed=1,
+        config=config, replan_every=2, episode_length=3, final_actor_steps=1)
+    policy = make("mbold")
+    time_step, state = _time_step(1), policy.get_initial_state(1)
+    obs = time_step.observation
+    actor = np.clip(tiny_models["distance"].action(obs["image"], obs["goal_image"]).numpy()[0],
+                    -1.0, 1.0)
+    actions = []
+    for _ in range(3):
+        out = policy.action(time_step, state)
+        actions.append(out.action.numpy()[0])
+        # later steps of the same episode (a FIRST step would reset the policy state)
+        time_step, state = ts.transition(obs, tf.zeros([1])), out.state
+    assert not np.allclose(actions[0], actor) and not np.allclose(actions[1], actor)
+    np.testing.assert_allclose(actions[2], actor, atol=1e-6)
+    path = str(tmp_path / "final_actor")
+    saved_model.export_policy(policy, path, {"method": "mbold"})
+    robot = robot_side.RobotPolicy(path)
+    frame = {k: v.numpy()[0] for k, v in obs.items()}
+    robot_actions = [robot.act(frame) for _ in range(3)]
+    np.testing.assert_allclose(robot_actions[2], actor, atol=1e-5)
+    with pytest.raises(ValueError, match="final_actor_steps=1 takes the learned distance's"):
+        make("vf")

@@ -96,12 +96,14 @@ def _one_config(name: str, repeats: int) -> dict:
     replan_every = gin.query_parameter("make_policy.replan_every")
     length = gin.query_parameter("make_policy.episode_length")
     final = gin.query_parameter("make_policy.closed_loop_final_steps")
-    replans = mpc_policy.replans_per_episode(length, replan_every, final)
+    actor_steps = gin.query_parameter("make_policy.final_actor_steps")
+    replans = mpc_policy.replans_per_episode(length, replan_every, final, actor_steps)
     per_action = replan * replans / length
     per_frame = predictor_benchmark.frame_flops(predictor)  # the replan's dominant cost
     return {"samples": config.num_samples, "iterations": config.iterations,
             "horizon": config.horizon, "replan_every": replan_every,
-            "closed_loop_final_steps": final, "replans_per_episode": replans,
+            "closed_loop_final_steps": final, "final_actor_steps": actor_steps,
+            "replans_per_episode": replans,
             "predictor_settings": predictor.settings(),
             "predicted_frames_per_replan": config.num_samples * config.iterations *
             config.horizon,

@@ -26,14 +26,15 @@ from mbold_tf.planning import costs
 
 
 def replans_per_episode(episode_length: int, replan_every: int,
-                        closed_loop_final_steps: int = 0) -> int:
+                        closed_loop_final_steps: int = 0, final_action_steps: int = 0) -> int:
     """How often :class:`MPCPolicy` runs CEM in an episode of ``episode_length`` steps (int).
 
     It replans at steps s with s % replan_every == 0, and at every step of the last
-    ``closed_loop_final_steps``.
+    ``closed_loop_final_steps``, except over the last ``final_action_steps`` (no plan there).
     """
     start = episode_length - closed_loop_final_steps
-    return sum(1 for s in range(episode_length) if s % replan_every == 0 or s >= start)
+    return sum(1 for s in range(episode_length - final_action_steps)
+               if s % replan_every == 0 or s >= start)
 
 
 class MPCPolicy(tf_policy.TFPolicy):
@@ -54,6 +55,13 @@ class MPCPolicy(tf_policy.TFPolicy):
       closed_loop_final_steps: replan at every one of the episode's last this many steps (needs
         ``episode_length``): success is judged on the final frame, and there the open-loop
         tail of a plan accumulates the predictor's error. 0 keeps ``replan_every`` throughout.
+      final_action_fn: ``(observation nest, batched) -> float32 [B, A]``, the action of the
+        episode's last ``final_action_steps`` steps, taken from the real observation instead of
+        a plan (e.g. the distance's actor: Eq. 3 scores a plan's last frame by the value of the
+        actor's action there, so the plan's implied next action is the actor's).
+      final_action_steps: how many of the episode's last steps take ``final_action_fn`` (needs
+        ``episode_length`` and ``final_action_fn``); plans then score the frame at step
+        ``episode_length - final_action_steps`` and no plan is made inside those steps.
       models: the Keras models / modules ``model_fn`` and ``cost_fn`` use; tracked by the policy
         so that ``PolicySaver`` exports their weights.
     """
@@ -62,6 +70,7 @@ class MPCPolicy(tf_policy.TFPolicy):
                  init_std: Sequence[float], config: cem_lib.CEMConfig = cem_lib.CEMConfig(),
                  replan_every: int = 6, warm_start: bool = False, seed: int = 0,
                  episode_length: Optional[int] = None, closed_loop_final_steps: int = 0,
+                 final_action_fn: Optional[Callable] = None, final_action_steps: int = 0,
                  models: Sequence[tf.Module] = (), name: Optional[str] = None):
         if not 1 <= replan_every <= config.horizon:
             raise ValueError(f"replan_every={replan_every} must be in [1, horizon="
@@ -69,6 +78,12 @@ class MPCPolicy(tf_policy.TFPolicy):
         if closed_loop_final_steps < 0 or (closed_loop_final_steps and episode_length is None):
             raise ValueError(f"closed_loop_final_steps={closed_loop_final_steps} must be >= 0 "
                              f"and needs episode_length (got {episode_length}).")
+        if final_action_steps < 0 or (final_action_steps and (
+                episode_length is None or final_action_fn is None
+                or final_action_steps >= episode_length)):
+            raise ValueError(f"final_action_steps={final_action_steps} must be >= 0 and, when set, "
+                             f"needs episode_length (got {episode_length}) greater than it and "
+                             f"a final_action_fn (got {final_action_fn}).")
         self._model_fn = model_fn
         self._cost_fn = cost_fn
         self._config = config
@@ -79,6 +94,9 @@ class MPCPolicy(tf_policy.TFPolicy):
         # First step from which the policy replans every step (never when 0 final steps).
         self._closed_loop_from = (episode_length - closed_loop_final_steps
                                   if closed_loop_final_steps else None)
+        # First step whose action is final_action_fn's (never when 0 final steps); plans end there.
+        self._final_from = episode_length - final_action_steps if final_action_steps else None
+        self._final_action_fn = final_action_fn
         self._models = tuple(models)  # tracked by tf.Module for PolicySaver
         self._action_dim = int(action_spec.shape[-1])
         self._init_std = tf.constant(init_std, tf.float32)
@@ -94,7 +112,8 @@ class MPCPolicy(tf_policy.TFPolicy):
         n = self._config.num_samples
         tiled = tf.nest.map_structure(
             lambda x: tf.repeat(x[None], n, axis=0), observation)
-        keep = costs.scoring_horizon(step, self._config.horizon, self._episode_length)
+        end = self._final_from if self._final_from is not None else self._episode_length
+        keep = costs.scoring_horizon(step, self._config.horizon, end)
 
         def cost(actions):
             prediction = tf.nest.map_structure(lambda p: p[:, :keep],
@@ -129,10 +148,18 @@ class MPCPolicy(tf_policy.TFPolicy):
             return tf.map_fn(one, (time_step.observation, shifted, step),
                              fn_output_signature=tf.TensorSpec(plan.shape[1:], tf.float32))
 
-        needs = tf.reduce_any(tf.equal(phase, 0))
-        new_plan = tf.cond(needs, replan, lambda: plan)
-        new_plan = tf.where(tf.equal(phase, 0)[:, None, None], new_plan, plan)
+        plans_now = tf.equal(phase, 0)
+        if self._final_from is not None:
+            final = step >= self._final_from  # [B]: these steps take final_action_fn's action
+            plans_now = tf.logical_and(plans_now, tf.logical_not(final))
+        new_plan = tf.cond(tf.reduce_any(plans_now), replan, lambda: plan)
+        new_plan = tf.where(plans_now[:, None, None], new_plan, plan)
         action = tf.gather(new_plan, tf.cast(phase, tf.int32), axis=1, batch_dims=1)
+        if self._final_from is not None:
+            action = tf.cond(tf.reduce_any(final),
+                             lambda: tf.where(final[:, None], tf.cast(self._final_action_fn(
+                                 time_step.observation), tf.float32), action),
+                             lambda: action)
         action = tf.clip_by_value(tf.where(tf.math.is_finite(action), action,
                                            tf.zeros_like(action)), -1.0, 1.0)
         return policy_step.PolicyStep(action, {"plan": new_plan, "step": step + 1}, ())
