@@ -20,11 +20,15 @@ def test_device_check_quick_on_cpu_prints_every_part():
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["part"] == "device" and out["device"]["kind"] == "CPU"
     assert out["replan"]["replan_s"] > 0 and out["replan"]["exported_replan_s"] > 0
-    assert out["replan"]["predicted_frames_per_replan"] == 100 * 3 * 13
+    # --quick runs the tiny preset's planner, predictor and distance networks
+    assert out["replan"]["config"] == "tiny"
+    assert out["replan"]["predicted_frames_per_replan"] == 16 * 2 * 4
+    assert out["replan"]["predictor_settings"]["width"] == 4
     f32 = out["predictor_train"]["float32"]
     assert f32["steps_per_s"] > 0 and 0 < f32["fraction_of_peak"] < 1
     assert out["predictor_train"]["mixed_precision"].startswith("GPU only")
     assert isinstance(out["predictor_train"]["xla"], (dict, str))
     assert out["distance_train"]["train_steps_per_s_batch64"] > 0
+    assert out["distance_train"]["networks"] == "tiny"
     assert out["peak_memory_mib"] is None and out["skipped"] == []
     assert out["wall_s"] < out["budget_s"]

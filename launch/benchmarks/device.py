@@ -13,12 +13,15 @@ On one accelerator (or the CPU, where it says so), one JSON object with:
 * ``peak_memory_mib``: the accelerator's peak memory over the run (``tf.config.experimental.
   get_memory_info``), None on the CPU.
 
-``--quick`` uses the CPU preset's sizes and 1 repeat (a smoke check of this script on machines
-without an accelerator; not for quoting). Each part stops early if the 8-minute budget is spent
+``--quick`` uses the tiny preset's sizes (predictor, planner, distance networks) and 1 repeat: a
+smoke check that every part of this script runs, on machines without an accelerator; not for
+quoting. Each part stops early if the 8-minute budget is spent
 and reports what it skipped.
 """
+import os
 import time
 
+import gin
 import numpy as np
 import tensorflow as tf
 
@@ -61,12 +64,13 @@ def run(quick: bool = False) -> dict:
         return BUDGET_S - (time.time() - t_start)
 
     # 1. One paper-config replan, in process and exported.
-    name = "cpu" if quick else "paper"
+    name = "tiny" if quick else "paper"
     out["replan"] = {"config": name, **planner_benchmark._one_config(name, 1 if quick else 3)}  # pylint: disable=protected-access
     out["replan"]["target_s_on_h100_h200"] = 0.025
 
     # 2. Predictor training at paper scale: float32, mixed precision, XLA.
-    path = predictor_benchmark.SCALES["cpu" if quick else "paper"]
+    path = (os.path.join(predictor_benchmark.ROOT, "presets", "tiny", "predictor.gin") if quick
+            else predictor_benchmark.SCALES["paper"])
     settings, batch = predictor_benchmark._settings(path)  # pylint: disable=protected-access
     steps = 2 if quick or device["kind"] == "CPU" else 20
     out["predictor_train"] = {}
@@ -92,11 +96,18 @@ def run(quick: bool = False) -> dict:
         r.update(_fraction(r["train_flops_per_step"], r["seconds_per_step"], peak))
         out["predictor_train"][label] = r
 
-    # 3. Distance training at batch 64 (paper networks).
+    # 3. Distance training at batch 64 (paper networks; tiny ones with --quick).
     if left() > 45:
         from mbold_tf.models import distance_networks as dn  # pylint: disable=g-import-not-at-top
         rng = np.random.default_rng(0)
-        out["distance_train"] = distance_benchmark._one(dn.network_settings(), True, rng)  # pylint: disable=protected-access
+        gin.clear_config()  # the paper's networks (network_settings' defaults), or the tiny ones
+        if quick:
+            gin.parse_config_file(os.path.join(predictor_benchmark.ROOT, "presets", "tiny",
+                                               "distance.gin"))
+        networks = dn.network_settings()
+        gin.clear_config()
+        out["distance_train"] = {"networks": "tiny" if quick else "paper",
+                                 **distance_benchmark._one(networks, True, rng)}  # pylint: disable=protected-access
     else:
         out["skipped"].append("distance_train")
 

@@ -40,7 +40,10 @@ from mbold_tf.utils import flops
 from launch.benchmarks import predictor as predictor_benchmark
 
 CONFIGS = {"cpu": ("presets/cpu/predictor.gin", "presets/cpu/planner.gin"),
-           "paper": ("paper/predictor.gin", "paper/planner.gin")}
+           "paper": ("paper/predictor.gin", "paper/planner.gin"),
+           # the device check's --quick smoke run (networks of the tiny distance too)
+           "tiny": ("presets/tiny/predictor.gin", "presets/tiny/planner.gin",
+                    "presets/tiny/distance.gin")}
 
 
 def _observation(rng):
