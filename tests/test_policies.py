@@ -277,7 +277,7 @@ def test_an_ensemble_distance_plans_and_exports_every_member(method, tiny_models
 def test_final_actor_steps_take_the_distance_actor_action_and_export(tiny_models, tmp_path):
     """With make_policy.final_actor_steps = 1, MBOLD's last step of an episode is the distance
     actor's action on the real frames, in process and in the exported SavedModel; a CEM planner
-    without a learned distance refuses the setting."""
+    without a learned distance keeps its plan's action."""
     from mbold_tf.export import robot_side
     from mbold_tf.export import saved_model
     from mbold_tf.planning import cem
@@ -305,5 +305,14 @@ def test_final_actor_steps_take_the_distance_actor_action_and_export(tiny_models
     frame = {k: v.numpy()[0] for k, v in obs.items()}
     robot_actions = [robot.act(frame) for _ in range(3)]
     np.testing.assert_allclose(robot_actions[2], actor, atol=1e-5)
-    with pytest.raises(ValueError, match="final_actor_steps=1 takes the learned distance's"):
-        make("vf")
+    # a planner without the learned distance has no actor: its last step is its plan's
+    vf = make("vf")
+    vf_state = vf.get_initial_state(1)
+    for _ in range(3):
+        vf_out = vf.action(time_step if not vf_state["step"].numpy()[0] else
+                           ts.transition(obs, tf.zeros([1])), vf_state)
+        if int(vf_state["step"][0]) == 2:  # replan_every = 2: a new plan, its first action
+            np.testing.assert_allclose(vf_out.action.numpy()[0],
+                                       np.clip(vf_out.state["plan"].numpy()[0][0], -1, 1))
+            assert not np.allclose(vf_out.action.numpy()[0], actor)
+        vf_state = vf_out.state

@@ -108,8 +108,9 @@ def make_policy(method: str, time_step_spec, action_spec, init_std,
         steps (0: every ``replan_every`` steps throughout).
       final_actor_steps: CEM planners scored by the learned distance take its actor's action
         (``distance.action``) at each of the episode's last this many steps, and their plans
-        end before them: Eq. 3 values a plan's last frame by the actor's action there. Other CEM
-        planners have no actor and refuse a nonzero value.
+        end before them: Eq. 3 values a plan's last frame by the actor's action there. A setting
+        of the learned-distance planners, as ``q_only_actions`` is of ``q_only``: the other
+        methods have no such actor and act as without it, so one evaluation grid can hold both.
       q_only_actions: candidates per step of the Q-only policy (App. C.3: 100).
       ideal_step: for ``ideal_eq3``, the farthest one action moves the hand (m); unset: the
         task's own, its ``action_scale`` (each axis moves at most that much per step).
@@ -159,13 +160,10 @@ def make_policy(method: str, time_step_spec, action_spec, init_std,
     elif ideal_step is not None:
         raise ValueError(f"make_policy.ideal_step is a setting of method 'ideal_eq3' only; "
                          f"{method!r} would ignore it. Remove the binding.")
-    final_action_fn = None
-    if final_actor_steps:
-        if cost_name != "learned_distance":
-            raise ValueError(f"make_policy.final_actor_steps={final_actor_steps} takes the "
-                             f"learned distance's actor's action; {method!r} plans with the "
-                             f"{cost_name!r} cost and has no actor. Evaluate it without the binding.")
+    final_action_fn, final_steps = None, 0
+    if final_actor_steps and cost_name == "learned_distance":
         final_action_fn = lambda obs: scorer.action(obs["image"], obs["goal_image"])  # noqa: E731
+        final_steps = final_actor_steps
     if model == "simulator":
         model_fn = costs.simulator_model_fn(
             models["simulator"], privileged=cost_name in costs.SIMULATOR_ONLY_COSTS)
@@ -185,7 +183,7 @@ def make_policy(method: str, time_step_spec, action_spec, init_std,
         config=config,
         replan_every=replan_every, seed=seed, episode_length=episode_length,
         closed_loop_final_steps=closed_loop_final_steps, final_action_fn=final_action_fn,
-        final_action_steps=final_actor_steps, models=tracked, name=method)
+        final_action_steps=final_steps, models=tracked, name=method)
 
 
 def _dreamer_method(reward: str) -> str:
