@@ -106,6 +106,43 @@ def test_predictor_windows(arrays):
     np.testing.assert_array_equal(again["images"], batch["images"])
 
 
+def test_weighted_windows_are_drawn_in_proportion_and_bad_weights_fail(arrays):
+    starts = pipelines.predictor_window_starts(arrays, context=1, horizon=4)
+    assert starts.size == 6 * (31 - 4)  # 27 windows of 5 frames in each 31-step episode
+    # All weight on one window: the weighted half of every batch is that window.
+    one = np.zeros(starts.size)
+    one[100] = 3.0
+    ds = pipelines.predictor_dataset(arrays, batch_size=8, context=1, horizon=4, seed=2,
+                                     with_step_index=True, window_weights=one,
+                                     weighted_share=0.5)
+    uniform_rows = []
+    for batch in ds.take(5):
+        first = batch["step_index"][:, 0].numpy()
+        np.testing.assert_array_equal(first[:4], starts[100])
+        uniform_rows.extend(first[4:])
+        np.testing.assert_array_equal(batch["images"][0].numpy(),
+                                      arrays.images[starts[100]:starts[100] + 5])
+    assert len(set(uniform_rows) - {starts[100]}) >= 15  # the rest stays uniform
+    # Weight on one episode only: weighted draws never leave it.
+    ep0 = (arrays.step_episode()[starts] == 0).astype(float)
+    ds = pipelines.predictor_dataset(arrays, batch_size=10, context=1, horizon=4, seed=3,
+                                     with_step_index=True, window_weights=ep0,
+                                     weighted_share=0.7)
+    batch = next(iter(ds))
+    first = batch["step_index"][:, 0].numpy()
+    assert set(arrays.step_episode()[first[:7]]) == {0}
+    for weights, share, match in [
+            (one[:-1], 0.5, r"shape \[161\]; expected \[162\]"),
+            (-one, 0.5, "must be finite and >= 0"),
+            (np.full(starts.size, np.nan), 0.5, "162 non-finite"),
+            (one, 0.0, r"weighted_share = 0.0 must lie in \(0, 1\)"),
+            (one, 1.0, r"weighted_share = 1.0 must lie in \(0, 1\)"),
+            (None, 0.5, "without window_weights")]:
+        with pytest.raises(ValueError, match=match):
+            pipelines.predictor_dataset(arrays, batch_size=8, context=1, horizon=4,
+                                        window_weights=weights, weighted_share=share)
+
+
 def _locate(arrays, images):
     flat = arrays.images.reshape(arrays.num_steps, -1)
     return np.array([np.flatnonzero((flat == im.reshape(-1)).all(1)) for im in images],

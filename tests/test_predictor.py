@@ -282,6 +282,81 @@ def test_other_config_fails_naming_the_setting(trained_run, data_dir):
         gin.clear_config()
 
 
+def test_hard_windows_are_scored_saved_and_settings_checked(data_dir, tmp_path):
+    root = str(tmp_path / "hard")
+    gin.clear_config()
+    gin.parse_config_file(GIN_TINY)
+    try:
+        tf.keras.utils.set_random_seed(0)
+        trainer = tp.PredictorTrainer(root, "mbold_tabletop/push1_tiny", data_dir, 7, 4, 3e-3,
+                                      "l2", 0, 10, 5, 5, False, hard_window_share=0.5,
+                                      rescore_every=3)
+        assert trainer.train()["step"] == 7
+        # Scored at steps 3 and 6, each time every training window.
+        names = sorted(os.listdir(os.path.join(root, "hard_windows")))
+        assert names == ["step_0000003.npz", "step_0000006.npz"]
+        arrays = trainer.arrays("train")
+        starts = pipelines.predictor_window_starts(arrays, 1, 4)
+        saved = np.load(os.path.join(root, "hard_windows", names[-1]))
+        np.testing.assert_array_equal(saved["starts"], starts)
+        assert saved["mse"].shape == starts.shape and (saved["mse"] > 0).all()
+        first = np.load(os.path.join(root, "hard_windows", names[0]))["mse"]
+        assert not np.allclose(first, saved["mse"])  # rescored with the newer weights
+        # The score of a window is its closed-loop MSE from its own frames and actions.
+        losses = tp.window_losses(trainer.model, arrays, batch_size=50)
+        for j in (0, 77, starts.size - 1):
+            s = starts[j]
+            pred = trainer.model.predict(arrays.images[None, s:s + 1],
+                                         arrays.actions[None, s:s + 4]).numpy()
+            real = arrays.images[s + 1:s + 5].astype(np.float32) / 255.0
+            assert losses[j] == pytest.approx(np.mean(np.square(pred[0] - real)), rel=1e-4)
+        assert losses.std() > 0.05 * losses.mean()
+        # Either setting without the other would do nothing: refused, naming both.
+        for share, every in [(0.5, 0), (0.0, 5), (1.0, 5)]:
+            with pytest.raises(ValueError, match="train_predictor.hard_window_share"):
+                tp.PredictorTrainer(str(tmp_path / "bad"), "mbold_tabletop/push1_tiny",
+                                    data_dir, 7, 4, 3e-3, "l2", 0, 10, 5, 5, False,
+                                    hard_window_share=share, rescore_every=every)
+    finally:
+        gin.clear_config()
+
+
+def test_training_draws_the_scored_windows(data_dir, tmp_path, monkeypatch):
+    """After a rescore, the batches trained on come from the weights: all weight on one window
+    puts it in the weighted half of every batch."""
+    heavy = 40
+    monkeypatch.setattr(tp, "window_losses", lambda model, arrays: np.eye(
+        pipelines.predictor_window_starts(arrays, 1, 4).size)[heavy].astype(np.float32))
+    drawn = []
+    real_dataset = pipelines.predictor_dataset
+
+    def recording_dataset(*args, **kwargs):
+        ds = real_dataset(*args, **dict(kwargs, with_step_index=True))
+
+        def record(batch):
+            def py(rows):
+                drawn.append((kwargs.get("window_weights") is not None, rows.numpy()))
+                return rows
+            tf.py_function(py, [batch["step_index"][:, 0]], tf.int64)
+            return {"images": batch["images"], "actions": batch["actions"]}
+        return ds.map(record)
+
+    monkeypatch.setattr(pipelines, "predictor_dataset", recording_dataset)
+    gin.clear_config()
+    gin.parse_config_file(GIN_TINY)
+    try:
+        trainer = tp.PredictorTrainer(str(tmp_path / "drawn"), "mbold_tabletop/push1_tiny",
+                                      data_dir, 6, 4, 3e-3, "l2", 0, 10, 5, 5, False,
+                                      hard_window_share=0.5, rescore_every=3)
+        trainer.train()
+    finally:
+        gin.clear_config()
+    row = pipelines.predictor_window_starts(trainer.arrays("train"), 1, 4)[heavy]
+    weighted = [rows for from_weights, rows in drawn if from_weights]
+    assert weighted and all((rows[:2] == row).all() for rows in weighted)
+    assert not any((rows[:2] == row).all() for from_weights, rows in drawn if not from_weights)
+
+
 @pytest.mark.skipif(bool(tf.config.list_logical_devices("GPU")), reason="CPU behaviour")
 def test_mixed_precision_without_a_gpu_fails_naming_the_setting(tmp_path):
     with pytest.raises(ValueError, match=r"train_predictor.mixed_precision=False"):

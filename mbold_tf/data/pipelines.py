@@ -41,13 +41,49 @@ def _batches(make_batch, seed: int):
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
+def predictor_window_starts(arrays: EpisodeArrays, context: int = 1,
+                            horizon: int = 13) -> np.ndarray:
+    """int64 [N]: the row in ``arrays`` of every window's first frame, in row order.
+
+    A window holds ``context + horizon`` consecutive observations of one episode; this is the
+    order of the ``window_weights`` that :func:`predictor_dataset` takes.
+    """
+    span = context + horizon  # observations per window
+    t = arrays.step_time()
+    room = np.repeat(arrays.episode_length, arrays.episode_length) - t  # steps left incl. t
+    starts = np.flatnonzero(room >= span).astype(np.int64)
+    if starts.size == 0:
+        raise ValueError(f"No episode has {span} steps (context {context} + horizon {horizon}); "
+                         f"longest is {int(arrays.episode_length.max())}.")
+    return starts
+
+
+def _check_window_weights(window_weights, weighted_share: float, num_windows: int) -> np.ndarray:
+    if not 0.0 < weighted_share < 1.0:
+        raise ValueError(f"weighted_share = {weighted_share} must lie in (0, 1) when window "
+                         f"weights are given (the rest of each batch is drawn uniformly).")
+    w = np.asarray(window_weights, np.float64)
+    if w.shape != (num_windows,):
+        raise ValueError(f"window_weights has shape {list(w.shape)}; expected [{num_windows}], "
+                         f"one weight per window of predictor_window_starts().")
+    if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+        finite = w[np.isfinite(w)]
+        raise ValueError("window_weights must be finite and >= 0 with a positive sum; got "
+                         f"{int(np.sum(finite < 0))} negative, sum of the finite ones "
+                         f"{finite.sum():g}, {w.size - finite.size} non-finite.")
+    return w
+
+
 # Batch, window and seed belong to the training entry point (train_predictor.batch_size; the
-# model's context and horizon): a gin binding of them here is an error, not a silent no-op.
+# model's context and horizon; train_predictor.hard_window_share for the weights): a gin binding
+# of them here is an error, not a silent no-op.
 @gin.configurable(denylist=["arrays", "batch_size", "context", "horizon", "seed",
-                            "with_step_index"])
+                            "with_step_index", "window_weights", "weighted_share"])
 def predictor_dataset(arrays: EpisodeArrays, batch_size: int = 16, context: int = 1,
                       horizon: int = 13, seed: int = 0,
-                      with_step_index: bool = False) -> tf.data.Dataset:
+                      with_step_index: bool = False,
+                      window_weights: Optional[np.ndarray] = None,
+                      weighted_share: float = 0.0) -> tf.data.Dataset:
     """Windows for the video predictor.
 
     Elements: ``{'images': uint8 [B, C+h, 64, 64, 3], 'actions': float32 [B, h, A]}`` where
@@ -55,21 +91,35 @@ def predictor_dataset(arrays: EpisodeArrays, batch_size: int = 16, context: int 
     horizon): the context frames s_{t-C+1..t}, the actions a_{t:t+h} and the targets
     s_{t+1..t+h}. ``with_step_index`` adds ``'step_index'``: int64 [B, C+h], each image's row
     in ``arrays`` (for evaluation tools that look up per-step data, e.g. privileged positions).
+
+    Windows are drawn uniformly. With ``window_weights`` (float [N], >= 0, one per window of
+    :func:`predictor_window_starts`), the first ``round(weighted_share * B)`` windows of each
+    batch are drawn with probability proportional to their weight and the rest uniformly.
     """
-    span = context + horizon  # observations per window
-    t = arrays.step_time()
-    room = np.repeat(arrays.episode_length, arrays.episode_length) - t  # steps left incl. t
-    starts = np.flatnonzero(room >= span)
-    if starts.size == 0:
-        raise ValueError(f"No episode has {span} steps (context {context} + horizon {horizon}); "
-                         f"longest is {int(arrays.episode_length.max())}.")
+    starts = predictor_window_starts(arrays, context, horizon)
+    span = context + horizon
+    num_weighted = 0
+    if window_weights is not None:
+        w = _check_window_weights(window_weights, weighted_share, starts.size)
+        num_weighted = int(round(weighted_share * batch_size))
+        logits = tf.constant(np.log(np.maximum(w / w.sum(), 1e-30))[None], tf.float32)
+    elif weighted_share:
+        raise ValueError(f"weighted_share = {weighted_share} without window_weights; pass "
+                         f"both or neither.")
     c = _constants(arrays)
     starts_t = tf.constant(starts, tf.int64)
     frame_offsets = tf.range(span, dtype=tf.int64)
     action_offsets = tf.range(context - 1, context - 1 + horizon, dtype=tf.int64)
 
     def make_batch(seed_pair):
-        s = _uniform_choice(seed_pair, starts_t, batch_size)[:, None]
+        s = _uniform_choice(seed_pair, starts_t, batch_size - num_weighted)
+        if num_weighted:
+            weighted_seed = tf.random.experimental.stateless_fold_in(
+                tf.cast(seed_pair, tf.int32), 104729)
+            idx = tf.random.stateless_categorical(logits, num_weighted, weighted_seed,
+                                                  dtype=tf.int64)[0]
+            s = tf.concat([tf.gather(starts_t, idx), s], axis=0)
+        s = s[:, None]
         out = {"images": tf.gather(c["images"], s + frame_offsets),
                "actions": tf.gather(c["actions"], s + action_offsets)}
         if with_step_index:

@@ -16,6 +16,7 @@ predictions and the loss stay float32.
 """
 from __future__ import annotations
 
+import os
 import time
 from typing import Dict, Optional
 
@@ -45,6 +46,27 @@ def reconstruction_loss(targets, preds, loss: str = "l2"):
     raise ValueError(f"Unknown loss {loss!r}; choose one of {LOSSES}.")
 
 
+def window_losses(model: vp.VideoPredictor, arrays: rlds.EpisodeArrays,
+                  batch_size: int = 64) -> np.ndarray:
+    """float32 [N]: each window's closed-loop prediction MSE (over its h frames and pixels).
+
+    Windows are those of :func:`~mbold_tf.data.pipelines.predictor_window_starts` in its order;
+    the model predicts from the context frames and the actions alone, as when planning.
+    """
+    c, h = model.context, model.horizon
+    starts = pipelines.predictor_window_starts(arrays, c, h)
+    frame_offsets = np.arange(c + h)
+    action_offsets = np.arange(c - 1, c - 1 + h)
+    out = np.empty(starts.size, np.float32)
+    for i in range(0, starts.size, batch_size):
+        s = starts[i:i + batch_size, None]
+        images = arrays.images[s + frame_offsets]
+        preds = model.predict(images[:, :c], arrays.actions[s + action_offsets])
+        real = images[:, c:].astype(np.float32) / 255.0
+        out[i:i + s.shape[0]] = np.mean(np.square(np.asarray(preds) - real), axis=(1, 2, 3, 4))
+    return out
+
+
 class PredictorTrainer:
     """Model, optimizer, input pipeline, compiled train step and TrainingLoop of one run.
 
@@ -56,9 +78,22 @@ class PredictorTrainer:
                  batch_size: int, learning_rate: float, loss: str, seed: int,
                  checkpoint_every: int, summary_every: int, log_every: int,
                  mixed_precision: bool, arrays: Optional[rlds.EpisodeArrays] = None,
-                 validation_fraction: float = 0.05):
+                 validation_fraction: float = 0.05, hard_window_share: float = 0.0,
+                 rescore_every: int = 0):
         if loss not in LOSSES:
             raise ValueError(f"Unknown loss {loss!r}; choose one of {LOSSES}.")
+        if hard_window_share and not 0.0 < hard_window_share < 1.0:
+            raise training.SettingError(
+                f"train_predictor.hard_window_share = {hard_window_share} must lie in [0, 1): the "
+                f"share of each batch drawn in proportion to the windows' prediction error.")
+        if bool(hard_window_share) != (rescore_every > 0):
+            # One without the other would be accepted and do nothing.
+            raise training.SettingError(
+                f"train_predictor.hard_window_share = {hard_window_share} and "
+                f"train_predictor.rescore_every = {rescore_every}: set both (share in (0, 1), "
+                f"rescore_every > 0 steps) to draw hard windows, or neither.")
+        self.hard_window_share = float(hard_window_share)
+        self.rescore_every = int(rescore_every)
         self.root_dir = root_dir
         self.loss_name = loss
         self.strategy = distribute.strategy_from_environment()
@@ -151,10 +186,42 @@ class PredictorTrainer:
         self.arrays("train")
         return self._held_out
 
-    def _dataset(self, arrays, batch_size, seed):
-        return pipelines.predictor_dataset(arrays, batch_size=batch_size,
-                                           context=self.model.context,
-                                           horizon=self.model.horizon, seed=seed)
+    def _dataset(self, arrays, batch_size, seed, window_weights=None):
+        return pipelines.predictor_dataset(
+            arrays, batch_size=batch_size, context=self.model.context,
+            horizon=self.model.horizon, seed=seed, window_weights=window_weights,
+            weighted_share=self.hard_window_share if window_weights is not None else 0.0)
+
+    def score_windows(self, step: int) -> np.ndarray:
+        """float32 [N]: every training window's closed-loop MSE under the current weights.
+
+        Also writes them to ``root_dir/hard_windows/step_<step>.npz`` (``starts``, ``mse``)
+        and logs how concentrated they are.
+        """
+        arrays = self.arrays("train")
+        t0 = time.time()
+        losses = window_losses(self.model, arrays)
+        seconds = time.time() - t0
+        if not np.all(np.isfinite(losses)):
+            raise training.NonFiniteLossError(
+                f"step {step}: {int(np.sum(~np.isfinite(losses)))} of {losses.size} windows "
+                f"have a non-finite prediction error; the weights are broken.")
+        out_dir = os.path.join(self.write_dir, "hard_windows")
+        os.makedirs(out_dir, exist_ok=True)
+        np.savez(os.path.join(out_dir, f"step_{step:07d}.npz"), mse=losses,
+                 starts=pipelines.predictor_window_starts(arrays, self.model.context,
+                                                          self.model.horizon))
+        top = np.sort(losses)[::-1][:max(1, losses.size // 10)]
+        top_share = float(top.sum() / max(losses.sum(), 1e-12))
+        logging.info("step %d: scored %d training windows in %.1f s (closed-loop MSE mean %.5f, "
+                     "the worst 10%% hold %.1f%% of it); %g of each batch is now drawn in "
+                     "proportion to it.", step, losses.size, seconds, float(losses.mean()),
+                     100 * top_share, self.hard_window_share)
+        with self.loop.writer.as_default():
+            tf.summary.scalar("hard_windows/mean_window_mse", float(losses.mean()), step=step)
+            tf.summary.scalar("hard_windows/worst_decile_share", top_share, step=step)
+            tf.summary.scalar("hard_windows/score_seconds", seconds, step=step)
+        return losses
 
     # ---------------------------------------------------------------- training
     def _replica_step(self, batch, step):
@@ -197,7 +264,18 @@ class PredictorTrainer:
             return self._dataset(train_arrays, per_replica,
                                  distribute.shard_seed(self.seed, input_context))
 
-        iterator = iter(self.strategy.distribute_datasets_from_function(dataset_fn))
+        def weighted_dataset_fn(weights, step):
+            def fn(input_context):
+                per_replica = input_context.get_per_replica_batch_size(self.batch_size)
+                seed = distribute.shard_seed(self.seed, input_context) + 1_000_003 * step
+                return self._dataset(train_arrays, per_replica, seed, window_weights=weights)
+            return fn
+
+        # Hard windows: at every multiple of rescore_every (and on resuming past the first),
+        # all training windows are scored with the current weights and
+        # hard_window_share of each batch is drawn in proportion to the scores.
+        feed = {"iterator": iter(self.strategy.distribute_datasets_from_function(dataset_fn)),
+                "scored_at": None}
 
         @tf.function
         def compiled_step(batch):
@@ -206,7 +284,16 @@ class PredictorTrainer:
                     for k, v in outs.items()}
 
         def train_step():
-            return compiled_step(next(iterator))
+            if self.rescore_every:
+                step = int(self.step.numpy())
+                every = self.rescore_every
+                if step >= every and (feed["scored_at"] is None
+                                      or step // every > feed["scored_at"] // every):
+                    weights = self.score_windows(step)
+                    feed["iterator"] = iter(self.strategy.distribute_datasets_from_function(
+                        weighted_dataset_fn(weights, step)))
+                    feed["scored_at"] = step
+            return compiled_step(next(feed["iterator"]))
 
         summary_fn = None
         if strip_every:
@@ -244,7 +331,8 @@ def train_predictor(root_dir: str, dataset: str = "mbold_tabletop/push1_cpu",
                     log_every: int = 100, strip_every: int = 1000,
                     mixed_precision: bool = False,
                     arrays: Optional[rlds.EpisodeArrays] = None,
-                    validation_fraction: float = 0.05) -> Dict[str, float]:
+                    validation_fraction: float = 0.05, hard_window_share: float = 0.0,
+                    rescore_every: int = 0) -> Dict[str, float]:
     """Trains (or resumes) the video predictor in ``root_dir``; returns the final scalars.
 
     Args:
@@ -260,6 +348,12 @@ def train_predictor(root_dir: str, dataset: str = "mbold_tabletop/push1_cpu",
       arrays: already loaded training episodes (skips loading ``dataset``).
       validation_fraction: for a dataset without a validation split, this share of its train
         episodes (the last ones) is held out for the validation summaries and not trained on.
+      hard_window_share / rescore_every: 0 / 0 draws windows uniformly (the paper). With a
+        share in (0, 1) and a period > 0: at every multiple of ``rescore_every`` steps (and on
+        resuming past the first), every training window is scored by its closed-loop MSE under
+        the current weights (:func:`window_losses`; saved in ``root_dir/hard_windows/``) and
+        that share of each batch is drawn in proportion to the scores, the rest uniformly, so
+        that rare events the model predicts worst (a pushed block) are seen more often.
     Returns:
       the last logged scalars (loss, mse, ground_truth_prob[, kl]) with step, train_seconds and
       steps_per_s (of this invocation).
@@ -272,5 +366,6 @@ def train_predictor(root_dir: str, dataset: str = "mbold_tabletop/push1_cpu",
     trainer = PredictorTrainer(root_dir, dataset, data_dir, total_steps, batch_size,
                                learning_rate, loss, seed, checkpoint_every, summary_every,
                                log_every, mixed_precision, arrays=arrays,
-                               validation_fraction=validation_fraction)
+                               validation_fraction=validation_fraction,
+                               hard_window_share=hard_window_share, rescore_every=rescore_every)
     return trainer.train(strip_every=strip_every)
