@@ -84,7 +84,7 @@ class PredictorTrainer:
             raise ValueError(f"Unknown loss {loss!r}; choose one of {LOSSES}.")
         if hard_window_share and not 0.0 < hard_window_share < 1.0:
             raise training.SettingError(
-                f"train_predictor.hard_window_share = {hard_window_share} must lie in [0, 1): the "
+                f"train_predictor.hard_window_share = {hard_window_share} must lie in (0, 1): the "
                 f"share of each batch drawn in proportion to the windows' prediction error.")
         if bool(hard_window_share) != (rescore_every > 0):
             # One without the other would be accepted and do nothing.
@@ -352,8 +352,8 @@ def train_predictor(root_dir: str, dataset: str = "mbold_tabletop/push1_cpu",
         share in (0, 1) and a period > 0: at every multiple of ``rescore_every`` steps (and on
         resuming past the first), every training window is scored by its closed-loop MSE under
         the current weights (:func:`window_losses`; saved in ``root_dir/hard_windows/``) and
-        that share of each batch is drawn in proportion to the scores, the rest uniformly, so
-        that rare events the model predicts worst (a pushed block) are seen more often.
+        that share of each batch is drawn in proportion to the scores, the rest uniformly
+        (on push1 the error is mostly the hand's, so pushes gain little: docs/design.md).
     Returns:
       the last logged scalars (loss, mse, ground_truth_prob[, kl]) with step, train_seconds and
       steps_per_s (of this invocation).
