@@ -58,6 +58,17 @@ def predictor_window_starts(arrays: EpisodeArrays, context: int = 1,
     return starts
 
 
+def predictor_window_offsets(context: int = 1, horizon: int = 13):
+    """(int64 [C+h], int64 [h]): rows of a window's frames and actions after its start.
+
+    The frames are ``start + frame_offsets`` (context then targets); the actions taken from the
+    last context frame on are ``start + action_offsets`` (int64 [h]).
+    """
+    frame_offsets = np.arange(context + horizon, dtype=np.int64)
+    action_offsets = np.arange(context - 1, context - 1 + horizon, dtype=np.int64)
+    return frame_offsets, action_offsets
+
+
 def _check_window_weights(window_weights, weighted_share: float, num_windows: int) -> np.ndarray:
     if not 0.0 < weighted_share < 1.0:
         raise ValueError(f"weighted_share = {weighted_share} must lie in (0, 1) when window "
@@ -97,7 +108,6 @@ def predictor_dataset(arrays: EpisodeArrays, batch_size: int = 16, context: int 
     batch are drawn with probability proportional to their weight and the rest uniformly.
     """
     starts = predictor_window_starts(arrays, context, horizon)
-    span = context + horizon
     num_weighted = 0
     if window_weights is not None:
         w = _check_window_weights(window_weights, weighted_share, starts.size)
@@ -108,8 +118,8 @@ def predictor_dataset(arrays: EpisodeArrays, batch_size: int = 16, context: int 
                          f"both or neither.")
     c = _constants(arrays)
     starts_t = tf.constant(starts, tf.int64)
-    frame_offsets = tf.range(span, dtype=tf.int64)
-    action_offsets = tf.range(context - 1, context - 1 + horizon, dtype=tf.int64)
+    frame_offsets, action_offsets = (tf.constant(o) for o in
+                                      predictor_window_offsets(context, horizon))
 
     def make_batch(seed_pair):
         s = _uniform_choice(seed_pair, starts_t, batch_size - num_weighted)

@@ -55,8 +55,7 @@ def window_losses(model: vp.VideoPredictor, arrays: rlds.EpisodeArrays,
     """
     c, h = model.context, model.horizon
     starts = pipelines.predictor_window_starts(arrays, c, h)
-    frame_offsets = np.arange(c + h)
-    action_offsets = np.arange(c - 1, c - 1 + h)
+    frame_offsets, action_offsets = pipelines.predictor_window_offsets(c, h)
     out = np.empty(starts.size, np.float32)
     for i in range(0, starts.size, batch_size):
         s = starts[i:i + batch_size, None]
