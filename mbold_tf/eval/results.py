@@ -35,8 +35,12 @@ EPISODE_FIELDS = ("method", "model", "cost", "goal_index", "seed", "success",
                   "arm_distance", "object_displacement", "object_moved", "seconds")
 
 
+BINARY_FIELDS = ("success", "object_moved")  # each 0 or 1 (JSON false/true read as 0/1)
+
+
 class ResultsFormatError(ValueError):
-    """A results file of another format or version, or one missing a field."""
+    """A results file of another format or version, one missing a field, or a field with a value
+    it cannot hold (a success of 2 would be counted twice)."""
 
 
 def machine_description() -> Dict[str, Any]:
@@ -187,6 +191,15 @@ def validate(data: Any, path: str) -> None:
         for field in EPISODE_FIELDS:
             if field not in episode:
                 raise ResultsFormatError(f"{path}: episode {i} is missing field {field!r}.")
+        for field in BINARY_FIELDS:
+            value = episode[field]
+            # bool is an int; 0.0/1.0 floats and strings ("1", "yes") are refused, not guessed.
+            if type(value) not in (int, bool) or value not in (0, 1):
+                raise ResultsFormatError(
+                    f"{path}: episode {i} ({episode.get('method')!r}, goal "
+                    f"{episode.get('goal_index')!r}, seed {episode.get('seed')!r}) has "
+                    f"{field} = {value!r}; it must be 0 or 1 (or false/true). Fix the file or "
+                    f"re-run the evaluation.")
 
 
 def load_results(path: str) -> Dict[str, Any]:
