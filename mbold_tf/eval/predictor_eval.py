@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from mbold_tf.data import pipelines
 from mbold_tf.data import rlds
+from mbold_tf.utils import image_strips
 
 METRICS = ("mse", "psnr", "ssim")
 
@@ -91,26 +92,6 @@ def format_table(result: Dict) -> str:
     return "\n".join(lines)
 
 
-def _to_uint8(frames) -> np.ndarray:
-    frames = np.asarray(frames)
-    if frames.dtype != np.uint8:
-        frames = np.clip(np.round(frames.astype(np.float32) * 255.0), 0, 255).astype(np.uint8)
-    return frames
-
-
-def strip_image(frames_real, frames_pred) -> np.ndarray:
-    """uint8 [2*H, T*W, 3]: real frames [T, H, W, 3] in a row above predicted frames.
-
-    Float inputs are taken in [0, 1]; uint8 as they are.
-    """
-    real, pred = _to_uint8(frames_real), _to_uint8(frames_pred)
-    if real.shape != pred.shape or real.ndim != 4:
-        raise ValueError(f"strip_image: real {real.shape} and predicted {pred.shape} must both "
-                         f"be [T, H, W, 3].")
-    return np.concatenate([np.concatenate(list(real), axis=1),
-                           np.concatenate(list(pred), axis=1)], axis=0)
-
-
 def save_strip(path: str, frames_real, frames_pred) -> None:
     """Writes a PNG: real frames [T, H, W, 3] (top) above predicted frames (bottom).
 
@@ -118,9 +99,10 @@ def save_strip(path: str, frames_real, frames_pred) -> None:
     """
     real, pred = np.asarray(frames_real), np.asarray(frames_pred)
     if real.ndim == 5:
-        img = np.concatenate([strip_image(r, p) for r, p in zip(real, pred)], axis=0)
+        img = np.concatenate([image_strips.strip_image(r, p) for r, p in zip(real, pred)],
+                             axis=0)
     else:
-        img = strip_image(real, pred)
+        img = image_strips.strip_image(real, pred)
     Image.fromarray(img).save(path)
 
 

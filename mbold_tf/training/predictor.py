@@ -27,9 +27,9 @@ import tensorflow as tf
 
 from mbold_tf.data import pipelines
 from mbold_tf.data import rlds
-from mbold_tf.eval import predictor_eval
 from mbold_tf.models import video_predictor as vp
 from mbold_tf.utils import distribute
+from mbold_tf.utils import image_strips
 from mbold_tf.utils import run_config
 from mbold_tf.utils import training
 
@@ -305,7 +305,7 @@ class PredictorTrainer:
                 real = tf.cast(val_batch["images"][:, self.model.context:], tf.float32) / 255.0
                 tf.summary.scalar("validation/mse", tf.reduce_mean(tf.square(preds - real)),
                                   step=step)
-                strips = [predictor_eval.strip_image(real[i].numpy(), preds[i].numpy())
+                strips = [image_strips.strip_image(real[i].numpy(), preds[i].numpy())
                           for i in range(3)]
                 tf.summary.image("validation/real_above_predicted", np.stack(strips), step=step,
                                  max_outputs=3)
