@@ -132,7 +132,6 @@ def train_distance(root_dir: str, method: str = "cql_td3",
     agent_kind = method in AGENT_METHODS
     if arrays is None:
         arrays = rlds.load_episodes(dataset, "train", data_dir=data_dir, max_episodes=max_episodes)
-    rlds.write_data_stats(write_dir, arrays, dataset)
     # The action size comes from the data (4 for the tabletop tasks), before it is recorded.
     settings = {"method": method, "action_dim": int(arrays.actions.shape[-1]),
                 "networks": dn.network_settings() if agent_kind else baselines.baseline_settings()}
@@ -147,6 +146,7 @@ def train_distance(root_dir: str, method: str = "cql_td3",
         if predicted_states_dir:
             settings["predicted_state_fraction"] = float(predicted_state_fraction)
     run_config.check_or_write_config(write_dir, KIND, settings)
+    rlds.write_data_stats(write_dir, arrays, dataset)  # (after the check: never in another run)
 
     step = tf.Variable(0, dtype=tf.int64, name="global_step")
     if agent_kind:
