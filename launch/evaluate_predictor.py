@@ -61,10 +61,12 @@ def main(argv):
         json.dump(result, f, indent=1, sort_keys=True)
     if FLAGS.strip_path:
         c = predictor.context
+        with_state = predictor.state_conditioned
         batch = next(iter(pipelines.predictor_dataset(
             arrays, batch_size=FLAGS.strip_windows, context=c, horizon=predictor.horizon,
-            seed=FLAGS.seed + 1)))
-        pred = predictor.predict(batch["images"][:, :c], batch["actions"]).numpy()
+            seed=FLAGS.seed + 1, with_proprio=with_state)))
+        pred = predictor.predict(batch["images"][:, :c], batch["actions"], *(
+            (batch["proprio"][:, :c],) if with_state else ())).numpy()
         real = batch["images"][:, c:].numpy()
         os.makedirs(os.path.dirname(os.path.abspath(FLAGS.strip_path)), exist_ok=True)
         predictor_eval.save_strip(FLAGS.strip_path, real, np.asarray(pred))

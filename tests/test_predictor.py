@@ -358,9 +358,10 @@ def test_training_draws_the_scored_windows(data_dir, tmp_path, monkeypatch):
 
 
 @pytest.mark.skipif(bool(tf.config.list_logical_devices("GPU")), reason="CPU behaviour")
-def test_mixed_precision_without_a_gpu_fails_naming_the_setting(tmp_path):
-    with pytest.raises(ValueError, match=r"train_predictor.mixed_precision=False"):
-        tp.PredictorTrainer(str(tmp_path), "unused", None, 1, 2, 1e-3, "l2", 0, 10, 10, 10, True)
+def test_mixed_float16_without_a_gpu_fails_naming_the_setting(tmp_path):
+    with pytest.raises(ValueError, match=r"train_predictor.precision='float32'"):
+        tp.PredictorTrainer(str(tmp_path), "unused", None, 1, 2, 1e-3, "l2", 0, 10, 10, 10,
+                            "mixed_float16")
 
 
 def test_unknown_loss_fails(tmp_path):

@@ -86,7 +86,8 @@ def run(quick: bool = False) -> dict:
             out["predictor_train"][label] = "GPU only (mixed_float16 is not used on the CPU)"
             continue
         try:
-            r = predictor_benchmark.train_rate(settings, batch, steps, mixed, jit)
+            r = predictor_benchmark.train_rate(settings, batch, steps,
+                                               "mixed_float16" if mixed else "float32", jit)
         except (tf.errors.OpError, ValueError) as e:  # e.g. an op XLA cannot compile
             out["predictor_train"][label] = f"failed: {type(e).__name__}: {str(e)[:200]}"
             continue

@@ -64,16 +64,18 @@ def frame_flops(model) -> float:
     return n / (2 * model.horizon)
 
 
-def train_rate(settings, batch: int, steps: int, mixed: bool = False, jit: bool = False) -> dict:
-    """Steps/s of the real train step on random data (no input pipeline); ``mixed``:
-    mixed_float16 (GPU only), ``jit``: the step compiled with XLA."""
+def train_rate(settings, batch: int, steps: int, precision: str = "float32",
+               jit: bool = False) -> dict:
+    """Steps/s of the real train step on random data (no input pipeline); ``precision``:
+    'float32', 'mixed_float16' (GPU only) or 'mixed_bfloat16' (a GPU or a bf16 CPU), ``jit``:
+    the step compiled with XLA."""
     with tempfile.TemporaryDirectory() as root:
         gin.clear_config()
         for k, v in settings.items():
             gin.bind_parameter(f"VideoPredictor.{k}", v)
         try:
             trainer = tp.PredictorTrainer(root, "unused", None, steps, batch, 1e-3, "l2", 0,
-                                          10 ** 9, 10 ** 9, 10 ** 9, mixed)
+                                          10 ** 9, 10 ** 9, 10 ** 9, precision)
         finally:
             gin.clear_config()
         m = trainer.model
@@ -93,7 +95,7 @@ def train_rate(settings, batch: int, steps: int, mixed: bool = False, jit: bool 
         seconds = time.perf_counter() - t0
     return {"batch": batch, "steps_per_s": round(steps / seconds, 3),
             "first_step_s": round(first, 1), "steps_timed": steps,
-            "seconds_per_step": round(seconds / steps, 4), "mixed_precision": trainer.mixed,
+            "seconds_per_step": round(seconds / steps, 4), "precision": trainer.precision,
             "xla": jit}
 
 

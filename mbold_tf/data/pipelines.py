@@ -89,12 +89,14 @@ def _check_window_weights(window_weights, weighted_share: float, num_windows: in
 # model's context and horizon; train_predictor.hard_window_share for the weights): a gin binding
 # of them here is an error, not a silent no-op.
 @gin.configurable(denylist=["arrays", "batch_size", "context", "horizon", "seed",
-                            "with_step_index", "window_weights", "weighted_share"])
+                            "with_step_index", "window_weights", "weighted_share",
+                            "with_proprio"])
 def predictor_dataset(arrays: EpisodeArrays, batch_size: int = 16, context: int = 1,
                       horizon: int = 13, seed: int = 0,
                       with_step_index: bool = False,
                       window_weights: Optional[np.ndarray] = None,
-                      weighted_share: float = 0.0) -> tf.data.Dataset:
+                      weighted_share: float = 0.0,
+                      with_proprio: bool = False) -> tf.data.Dataset:
     """Windows for the video predictor.
 
     Elements: ``{'images': uint8 [B, C+h, 64, 64, 3], 'actions': float32 [B, h, A]}`` where
@@ -102,6 +104,8 @@ def predictor_dataset(arrays: EpisodeArrays, batch_size: int = 16, context: int 
     horizon): the context frames s_{t-C+1..t}, the actions a_{t:t+h} and the targets
     s_{t+1..t+h}. ``with_step_index`` adds ``'step_index'``: int64 [B, C+h], each image's row
     in ``arrays`` (for evaluation tools that look up per-step data, e.g. privileged positions).
+    ``with_proprio`` adds ``'proprio'``: float32 [B, C+h, P], each frame's robot state (the
+    inputs and targets of a state-conditioned predictor).
 
     Windows are drawn uniformly. With ``window_weights`` (float [N], >= 0, one per window of
     :func:`predictor_window_starts`), the first ``round(weighted_share * B)`` windows of each
@@ -134,8 +138,11 @@ def predictor_dataset(arrays: EpisodeArrays, batch_size: int = 16, context: int 
                "actions": tf.gather(c["actions"], s + action_offsets)}
         if with_step_index:
             out["step_index"] = s + frame_offsets
+        if with_proprio:
+            out["proprio"] = tf.gather(proprio, s + frame_offsets)
         return out
 
+    proprio = tf.constant(arrays.proprio, tf.float32) if with_proprio else None
     return _batches(make_batch, seed)
 
 

@@ -249,6 +249,18 @@ def action_dim(source: str, data_dir: Optional[str] = None,
     return int(_get(steps_spec, mapping.action, "action").shape[-1])
 
 
+def proprio_dim(source: str, data_dir: Optional[str] = None,
+                mapping: Optional[KeyMapping] = None) -> int:
+    """The size of the mapped proprioception key of a dataset, read from its metadata.
+
+    Raises MappingError naming the key and the available step keys when the dataset has none.
+    """
+    mapping = mapping if mapping is not None else KeyMapping()
+    steps_spec = _builder(source, data_dir).info.features["steps"].get_tensor_spec()
+    steps_spec = getattr(steps_spec, "element_spec", steps_spec)
+    return int(_get(steps_spec, mapping.proprio, "proprio").shape[-1])
+
+
 def split_names(source: str, data_dir: Optional[str] = None) -> list:
     """The split names (list of str) of a TFDS name or prepared dataset directory."""
     return list(_builder(source, data_dir).info.splits)

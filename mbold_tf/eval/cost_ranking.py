@@ -85,11 +85,15 @@ def rank_costs(goal_set: goals_lib.GoalSet, predictor, cost_fns: Dict[str, Calla
                 tf.zeros([horizon, std.shape[0]]), std, num_sequences, beta,
                 tf.constant([seed, i], tf.int64)).numpy()
             env.set_goal(i)
-            start_image = env.reset().observation["image"]
+            start = env.reset().observation
+            start_image = start["image"]
             tile = lambda x: np.repeat(x[None], num_sequences, axis=0)
             observation = {"image": tf.constant(tile(start_image)),
                            "goal_image": tf.constant(tile(goal_set.goal_images[i]))}
-            predicted = predictor.predict(tile(start_image)[:, None], actions)
+            predicted = (predictor.predict(tile(start_image)[:, None], actions,
+                                           tile(start["joint_pos"])[:, None])
+                         if getattr(predictor, "state_conditioned", False)
+                         else predictor.predict(tile(start_image)[:, None], actions))
             real = rollout(env, i, actions)
             real_frames = tf.constant(real["frames"], tf.float32) / 255.0
             true = real["distance"]

@@ -130,13 +130,15 @@ def control_metrics(predictor, probe: PositionProbe, arrays: rlds.EpisodeArrays,
     """
     c, h = predictor.context, predictor.horizon
     flat = _targets(arrays, probe.keys)
+    with_state = bool(getattr(predictor, "state_conditioned", False))
     ds = pipelines.predictor_dataset(arrays, batch_size=batch_size, context=c, horizon=h,
-                                     seed=seed, with_step_index=True)
+                                     seed=seed, with_step_index=True, with_proprio=with_state)
     sums = {k: {m: np.zeros(h) for m in ("predicted", "real", "static")} for k in probe.keys}
     n = 0
     for batch in ds.take(num_batches):
         images, positions = batch["images"], flat[batch["step_index"].numpy()]
-        pred = predictor.predict(images[:, :c], batch["actions"]).numpy()
+        pred = predictor.predict(images[:, :c], batch["actions"], *(
+            (batch["proprio"][:, :c],) if with_state else ())).numpy()
         real = images[:, c:].numpy()
         b = real.shape[0]
         static = probe.split(positions[:, c - 1])  # where the context frame has everything

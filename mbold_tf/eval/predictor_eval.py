@@ -43,15 +43,17 @@ def evaluate_predictor(predictor, arrays: rlds.EpisodeArrays, num_batches: int =
     'ssim_mean'}``) and ``relative_mse_improvement``.
     """
     c, h = predictor.context, predictor.horizon
+    with_state = bool(getattr(predictor, "state_conditioned", False))
     ds = pipelines.predictor_dataset(arrays, batch_size=batch_size, context=c, horizon=h,
-                                     seed=seed)
+                                     seed=seed, with_proprio=with_state)
     sums = {"model": {m: np.zeros(h) for m in METRICS},
             "copy_last": {m: np.zeros(h) for m in METRICS}}
     n = 0
     for batch in ds.take(num_batches):
         images = batch["images"]
         real = tf.cast(images[:, c:], tf.float32) / 255.0
-        pred = tf.cast(predictor.predict(images[:, :c], batch["actions"]), tf.float32)
+        pred = tf.cast(predictor.predict(images[:, :c], batch["actions"], *(
+            (batch["proprio"][:, :c],) if with_state else ())), tf.float32)
         last = tf.cast(images[:, c - 1:c], tf.float32) / 255.0
         copy = tf.broadcast_to(last, tf.shape(real))
         for name, p in (("model", pred), ("copy_last", copy)):

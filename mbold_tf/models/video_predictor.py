@@ -18,8 +18,16 @@ Training uses scheduled sampling (Bengio et al. 2015, as in SAVP): the input of 
 the ground-truth frame with probability ``p = k / (k + exp(step / k))`` (inverse sigmoid) and the
 model's own prediction otherwise. ``predict`` always runs closed loop.
 
+With ``state_conditioned=True`` the robot's proprioception (e.g. arm joint angles) is an input
+and a predicted output, as in CDNA (Finn et al. 2016) and SAVP: each step predicts the next state
+from the current one and the action (a residual MLP), and both states join the action in the
+features every ConvLSTM level sees, so the arm's place in the next frame is not guessed from
+pixels alone. In closed loop the predicted state feeds the next step, as the predicted frame does.
+
 Shapes: frames uint8 [B, C, 64, 64, 3] (C = ``context``), actions float32 [B, h, A] with
-``actions[:, i]`` taking frame C-1+i to frame C+i; outputs float32 [B, h, 64, 64, 3] in [0, 1].
+``actions[:, i]`` taking frame C-1+i to frame C+i; states (state-conditioned only) float32
+[B, C, P] for the context frames; outputs float32 [B, h, 64, 64, 3] in [0, 1] (and, from
+:meth:`VideoPredictor.predict_with_states`, float32 [B, h, P] predicted states).
 """
 from __future__ import annotations
 
@@ -172,6 +180,9 @@ class VideoPredictor(tf.keras.Model):
       kl_weight: weight of the KL term when stochastic.
       schedule_k: scheduled-sampling constant k (SAVP: 900); 0 = always closed loop.
       jit_compile: compile ``predict`` with XLA.
+      state_conditioned: take the robot's state (proprioception) as an input and predict it.
+      state_dim: its size P (the trainer sets it from the data unless gin binds it); must be
+        > 0 exactly when ``state_conditioned``.
     """
 
     def __init__(self, context: int = 1, horizon: int = 13, action_dim: int = 4,
@@ -180,7 +191,8 @@ class VideoPredictor(tf.keras.Model):
                  num_transformed: int = 4, kernel_size: int = 5,
                  full_resolution_heads: bool = True, stochastic: bool = False,
                  latent_dim: int = 8, kl_weight: float = 1e-3, schedule_k: float = 900.0,
-                 jit_compile: bool = False, name: str = "video_predictor"):
+                 jit_compile: bool = False, state_conditioned: bool = False, state_dim: int = 0,
+                 name: str = "video_predictor"):
         super().__init__(name=name)
         if transform not in TRANSFORMS:
             raise ValueError(f"Unknown transform {transform!r}; choose one of {TRANSFORMS}.")
@@ -189,6 +201,11 @@ class VideoPredictor(tf.keras.Model):
         if len(encoder_multipliers) != 3 or len(decoder_multipliers) != 3:
             raise ValueError(f"encoder_multipliers and decoder_multipliers need 3 levels each; "
                              f"got {list(encoder_multipliers)} and {list(decoder_multipliers)}.")
+        if bool(state_conditioned) != (int(state_dim) > 0):
+            raise ValueError(
+                f"VideoPredictor.state_conditioned = {state_conditioned} with state_dim = "
+                f"{state_dim}: a state-conditioned predictor needs the state's size (> 0; the "
+                f"trainer takes it from the dataset's proprioception), an image-only one 0.")
         if context < 1 or horizon < 1:
             raise ValueError(f"context ({context}) and horizon ({horizon}) must be >= 1.")
         self.context = int(context)
@@ -208,6 +225,8 @@ class VideoPredictor(tf.keras.Model):
         self.kl_weight = float(kl_weight)
         self.schedule_k = float(schedule_k)
         self.jit_compile = bool(jit_compile)
+        self.state_conditioned = bool(state_conditioned)
+        self.state_dim = int(state_dim)
 
         conv = tf.keras.layers.Conv2D
         w = self.width
@@ -239,6 +258,13 @@ class VideoPredictor(tf.keras.Model):
         else:
             self._flow_head = conv(2 * k * 2, 3, padding="same", name="flow", dtype="float32",
                                    kernel_initializer="zeros")
+        if self.state_conditioned:
+            # next state = state + MLP(state, action); float32 (a small head, exact residuals).
+            self._state_head = tf.keras.Sequential([
+                tf.keras.layers.Dense(64, activation=tf.nn.leaky_relu, dtype="float32"),
+                tf.keras.layers.Dense(64, activation=tf.nn.leaky_relu, dtype="float32"),
+                tf.keras.layers.Dense(self.state_dim, dtype="float32",
+                                      kernel_initializer="zeros")], name="state")
         if self.stochastic:
             def latent_net(name):
                 return tf.keras.Sequential([
@@ -255,10 +281,12 @@ class VideoPredictor(tf.keras.Model):
         self._shorter = _FunctionCache()
 
     def _compiled_predict(self, h: int):
-        return tf.function(
-            self._predict_graph, jit_compile=self.jit_compile, input_signature=[
-                tf.TensorSpec([None, self.context, *IMAGE_SHAPE], tf.uint8),
-                tf.TensorSpec([None, h, self.action_dim], tf.float32)])
+        signature = [tf.TensorSpec([None, self.context, *IMAGE_SHAPE], tf.uint8),
+                     tf.TensorSpec([None, h, self.action_dim], tf.float32)]
+        if self.state_conditioned:
+            signature.append(tf.TensorSpec([None, self.context, self.state_dim], tf.float32))
+        return tf.function(self._predict_graph, jit_compile=self.jit_compile,
+                           input_signature=signature)
 
     def _predict_fn_for(self, h: int):
         """The compiled ``predict`` for h frames (1 <= h <= ``horizon``)."""
@@ -299,14 +327,22 @@ class VideoPredictor(tf.keras.Model):
         z = mean + tf.exp(0.5 * logvar) * seed_noise
         return z, mean, logvar
 
-    def _step(self, image, first, action, states, z=None):
-        """One step: image/first float32 [B, 64, 64, 3] in [0, 1], action [B, A].
+    def _step(self, image, first, action, states, z=None, robot_state=None):
+        """One step: image/first float32 [B, 64, 64, 3] in [0, 1], action [B, A]; robot_state
+        float32 [B, P] when state-conditioned.
 
-        Returns (next frame float32 [B, 64, 64, 3], new states).
+        Returns (next frame float32 [B, 64, 64, 3], new recurrent states, next robot state
+        float32 [B, P] or None).
         """
         dtype = self.compute_dtype
         x = tf.cast(image * 2.0 - 1.0, dtype)
         cond = tf.cast(action, tf.float32)
+        next_robot_state = None
+        if self.state_conditioned:
+            robot_state = tf.cast(robot_state, tf.float32)
+            next_robot_state = robot_state + self._state_head(
+                tf.concat([robot_state, cond], axis=-1))
+            cond = tf.concat([cond, robot_state, next_robot_state], axis=-1)
         if z is not None:
             cond = tf.concat([cond, z], axis=-1)
         cond = tf.cast(cond, dtype)
@@ -376,34 +412,50 @@ class VideoPredictor(tf.keras.Model):
         masks = tf.nn.softmax(head(self._mask_head, h), axis=-1)  # [B, H, W, 2k+1]
         candidates = tf.concat([transformed, generated[:, None]], axis=1)
         frame = tf.einsum("bhwm,bmhwc->bhwc", masks, candidates)
-        return tf.clip_by_value(frame, 0.0, 1.0), new_states
+        return tf.clip_by_value(frame, 0.0, 1.0), new_states, next_robot_state
 
     # ------------------------------------------------------------------ unroll
     def unroll(self, frames, actions, targets=None, ground_truth_prob=0.0, seed=None,
-               training=False):
-        """Predicts h frames.
+               training=False, states=None, target_states=None, return_states=False):
+        """Predicts h frames (and, state-conditioned, h robot states).
 
         Args:
           frames: float32 [B, C, 64, 64, 3] in [0, 1] (context).
           actions: float32 [B, h, A].
           targets: float32 [B, h, 64, 64, 3] in [0, 1], needed for scheduled sampling and for
             the stochastic posterior (training); None for closed-loop prediction.
-          ground_truth_prob: scalar, probability of feeding the true frame at the next step.
+          ground_truth_prob: scalar, probability of feeding the true frame (and state) at the
+            next step.
           seed: int32 [2] stateless seed for the sampling decisions and the latents.
+          states: float32 [B, C, P], the context frames' robot states (state-conditioned only).
+          target_states: float32 [B, h, P], the true next states (scheduled sampling).
+          return_states: also return the predicted states.
         Returns:
-          (predictions float32 [B, h, 64, 64, 3], kl scalar float32 (0 if deterministic)).
+          (predictions float32 [B, h, 64, 64, 3], kl scalar float32 (0 if deterministic)), and
+          with ``return_states`` a third entry, float32 [B, h, P] (None if image-only).
         """
+        if self.state_conditioned and states is None:
+            raise ValueError(f"This predictor is state-conditioned (state_dim {self.state_dim}):"
+                             f" pass the context frames' robot states, float32 [B, "
+                             f"{self.context}, {self.state_dim}].")
+        if not self.state_conditioned and states is not None:
+            raise ValueError("This predictor is image-only (VideoPredictor.state_conditioned = "
+                             "False) but robot states were passed.")
         batch = tf.shape(frames)[0]
         first = frames[:, 0]
-        states = self._initial_state(batch)
         if seed is None:
             seed = tf.constant([0, 0], tf.int32)
         zero_action = tf.zeros([batch, self.action_dim], tf.float32)
         zero_z = tf.zeros([batch, self.latent_dim], tf.float32) if self.stochastic else None
+        robot_states = states
+        states = self._initial_state(batch)
+        robot = None if robot_states is None else tf.cast(robot_states[:, -1], tf.float32)
         for t in range(self.context - 1):  # warm up the state on the earlier context frames
-            _, states = self._step(frames[:, t], first, zero_action, states, zero_z)
+            _, states, _ = self._step(frames[:, t], first, zero_action, states, zero_z,
+                                      None if robot_states is None else robot_states[:, t])
         image = frames[:, -1]
         preds = []
+        pred_states = []
         kl = tf.zeros([], tf.float32)
         use_gt = targets is not None and not (
             isinstance(ground_truth_prob, (int, float)) and ground_truth_prob == 0.0)
@@ -422,28 +474,62 @@ class VideoPredictor(tf.keras.Model):
                                - 1.0), axis=-1))
                 else:
                     z = zp
-            pred, states = self._step(image, first, actions[:, t], states, z)
+            pred, states, next_robot = self._step(image, first, actions[:, t], states, z, robot)
             preds.append(pred)
+            if next_robot is not None:
+                pred_states.append(next_robot)
             if use_gt and t + 1 < steps:
                 u = tf.random.stateless_uniform(
                     [batch, 1, 1, 1], tf.random.experimental.stateless_fold_in(step_seed, 1))
                 image = tf.where(u < ground_truth_prob, targets[:, t], pred)
+                if next_robot is not None:
+                    robot = next_robot if target_states is None else tf.where(
+                        u[:, :, 0, 0] < ground_truth_prob,
+                        tf.cast(target_states[:, t], tf.float32), next_robot)
             else:
                 image = pred
-        return tf.stack(preds, axis=1), kl / float(steps)
+                robot = next_robot
+        out = (tf.stack(preds, axis=1), kl / float(steps))
+        if return_states:
+            out += (tf.stack(pred_states, axis=1) if pred_states else None,)
+        return out
 
     def call(self, inputs, training=False):
-        """Keras entry point: ``inputs = (frames uint8 [B, C, ...], actions [B, h, A])``."""
-        frames, actions = inputs
-        preds, _ = self.unroll(tf.cast(frames, tf.float32) / 255.0, actions, training=training)
+        """Keras entry point: ``inputs = (frames uint8 [B, C, ...], actions [B, h, A])``, with
+        the context states float32 [B, C, P] as a third entry when state-conditioned."""
+        frames, actions, *states = inputs
+        preds, _ = self.unroll(tf.cast(frames, tf.float32) / 255.0, actions, training=training,
+                               states=states[0] if states else None)
         return preds
 
     # ------------------------------------------------------------------ inference API
-    def _predict_graph(self, frames, actions):
+    def _predict_graph(self, frames, actions, states=None):
         actions = tf.debugging.assert_all_finite(
             actions, "predict: actions contain NaN or Inf")
-        preds, _ = self.unroll(tf.cast(frames, tf.float32) / 255.0, actions)
-        return tf.cast(preds, tf.float32)
+        preds, _, pred_states = self.unroll(tf.cast(frames, tf.float32) / 255.0, actions,
+                                            states=states, return_states=True)
+        if pred_states is None:
+            return tf.cast(preds, tf.float32)
+        return tf.cast(preds, tf.float32), pred_states
+
+    def _check_states(self, states, frames):
+        if not self.state_conditioned:
+            if states is not None:
+                raise ValueError("predict: robot states were passed to an image-only predictor "
+                                 "(trained with VideoPredictor.state_conditioned = False).")
+            return
+        expected = f"float32 [B, {self.context}, {self.state_dim}]"
+        if states is None:
+            raise ValueError(f"predict: this predictor is state-conditioned "
+                             f"(VideoPredictor.state_conditioned = True): pass states={expected},"
+                             f" the robot's proprioception at the context frames.")
+        shape = tuple(states.shape)
+        if tf.as_dtype(states.dtype) != tf.float32 or len(shape) != 3 or \
+                tuple(shape[1:]) != (self.context, self.state_dim) or \
+                (shape[0] is not None and frames.shape[0] is not None
+                 and shape[0] != frames.shape[0]):
+            raise ValueError(f"predict: states have dtype {tf.as_dtype(states.dtype).name} and "
+                             f"shape {list(shape)}; expected {expected} (B as the frames').")
 
     def _check_inputs(self, frames, actions):
         expected_f = f"uint8 [B, {self.context}, 64, 64, 3]"
@@ -465,39 +551,53 @@ class VideoPredictor(tf.keras.Model):
             raise ValueError(f"predict: batch sizes differ: frames {list(f_shape)}, actions "
                              f"{list(a_shape)}.")
 
-    def predict(self, frames, actions):  # pylint: disable=arguments-differ
+    def predict(self, frames, actions, states=None):  # pylint: disable=arguments-differ
         """Closed-loop prediction: float32 [B, h, 64, 64, 3] in [0, 1].
 
         Args:
           frames: uint8 [B, C, 64, 64, 3], the context frames (C = ``context``).
           actions: float32 [B, h, A], 1 <= h <= ``horizon`` (fewer frames cost less: each is one
             step of the recurrent model), A = ``action_dim``.
+          states: float32 [B, C, P], the robot's state at the context frames; required by a
+            state-conditioned predictor, refused by an image-only one.
         Raises:
           ValueError naming the received and expected shape/dtype for bad inputs, and (in eager
           mode) for NaN/Inf actions; in a graph, NaN actions fail the in-graph assert.
         """
+        out = self.predict_with_states(frames, actions, states)
+        return out[0] if self.state_conditioned else out
+
+    def predict_with_states(self, frames, actions, states=None):
+        """As :meth:`predict`; a state-conditioned predictor returns (frames float32 [B, h, 64,
+        64, 3], states float32 [B, h, P]), an image-only one the frames alone."""
         if not isinstance(frames, tf.Tensor):
             frames = np.asarray(frames)
         if not isinstance(actions, tf.Tensor):
             actions = np.asarray(actions)
+        if states is not None and not isinstance(states, tf.Tensor):
+            states = np.asarray(states)
         self._check_inputs(frames, actions)
+        self._check_states(states, frames)
         predict_fn = self._predict_fn_for(int(actions.shape[1]))
+        args = (frames, actions) if states is None else (frames, actions, states)
         if tf.executing_eagerly():
             try:
-                return predict_fn(frames, actions)
+                return predict_fn(*args)
             except tf.errors.InvalidArgumentError as e:
                 if "actions contain NaN" in e.message:
                     raise ValueError(f"predict: actions of shape {list(actions.shape)} contain "
                                      f"NaN or Inf values.") from None
                 raise
-        return predict_fn(frames, actions)
+        return predict_fn(*args)
 
     def build_variables(self):
         """Creates all variables (one closed-loop step on a batch of one)."""
         frames = tf.zeros([1, self.context, *IMAGE_SHAPE], tf.float32)
         actions = tf.zeros([1, self.horizon, self.action_dim], tf.float32)
         targets = tf.zeros([1, self.horizon, *IMAGE_SHAPE], tf.float32)
-        self.unroll(frames, actions, targets, 0.5, training=True)
+        states = (tf.zeros([1, self.context, self.state_dim], tf.float32)
+                  if self.state_conditioned else None)
+        self.unroll(frames, actions, targets, 0.5, training=True, states=states)
         return self
 
 

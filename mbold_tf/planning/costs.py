@@ -124,14 +124,24 @@ def predictor_model_fn(predictor) -> Callable:
     """``model_fn(observation, actions) -> frames`` for MPCPolicy from a video predictor.
 
     ``observation['image']`` uint8 [N, 64, 64, 3] is the single context frame (the paper plans
-    from one context frame); ``actions`` float32 [N, h, A]; returns float32 [N, h, 64, 64, 3].
+    from one context frame); a state-conditioned predictor also reads the robot's state
+    ``observation['joint_pos']`` float32 [N, P]; ``actions`` float32 [N, h, A]; returns float32
+    [N, h, 64, 64, 3].
     """
     context = getattr(predictor, "context", 1)
     if context != 1:
         raise ValueError(f"Planning feeds one context frame, but the predictor was trained with "
                          f"context={context}; train it with context=1.")
+    with_state = bool(getattr(predictor, "state_conditioned", False))
 
     def model_fn(observation, actions):
+        if with_state:
+            if "joint_pos" not in observation:
+                raise ValueError(
+                    "The predictor is state-conditioned but the observation has no 'joint_pos' "
+                    f"(keys: {sorted(observation)}); the robot's state must reach the planner.")
+            states = tf.cast(observation["joint_pos"], tf.float32)[:, None]
+            return predictor.predict(observation["image"][:, None], actions, states)
         return predictor.predict(observation["image"][:, None], actions)
 
     return model_fn

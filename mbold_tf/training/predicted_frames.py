@@ -36,8 +36,12 @@ def predicted_images(arrays: EpisodeArrays, predictor, batch_size: int = 64) -> 
         actions = np.zeros([len(chunk), h, a], np.float32)
         for j, (c, n) in enumerate(chunk):
             actions[j, :n] = arrays.actions[c:c + n]
-        context = arrays.images[[c for c, _ in chunk]][:, None]
-        frames = np.asarray(predictor.predict(context, actions))
+        rows = [c for c, _ in chunk]
+        context = arrays.images[rows][:, None]
+        states = (arrays.proprio[rows][:, None].astype(np.float32)
+                  if getattr(predictor, "state_conditioned", False) else None)
+        frames = np.asarray(predictor.predict(context, actions, states) if states is not None
+                            else predictor.predict(context, actions))
         frames = np.clip(np.round(frames * 255.0), 0, 255).astype(np.uint8)
         for j, (c, n) in enumerate(chunk):
             out[c + 1:c + 1 + n] = frames[j, :n]

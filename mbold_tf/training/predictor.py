@@ -11,8 +11,14 @@ The strategy comes from :func:`mbold_tf.utils.distribute.strategy_from_environme
 device, several GPUs (``MirroredStrategy``) or a ``TF_CONFIG`` cluster
 (``MultiWorkerMirroredStrategy``); ``batch_size`` is always the global batch, split evenly over
 the replicas, and each worker's input pipeline samples with its own seed.
-``mixed_precision=True`` uses ``mixed_float16`` and needs a GPU (refused on CPU);
-predictions and the loss stay float32.
+``precision`` picks float32 or Keras mixed precision (``mixed_float16`` on a GPU,
+``mixed_bfloat16`` on a GPU or a CPU with bfloat16 instructions; refused elsewhere, naming the
+CPU flag); predictions and the loss stay float32.
+
+Two options shape the loss: ``motion_weight`` weights each pixel's error by how much the real
+sequence changes there (so the few pixels of the moving arm and object count beyond the static
+table), and a state-conditioned predictor (``VideoPredictor.state_conditioned``) adds the error of
+its predicted robot states, weighted by ``state_loss_weight``.
 """
 from __future__ import annotations
 
@@ -30,20 +36,53 @@ from mbold_tf.data import rlds
 from mbold_tf.models import video_predictor as vp
 from mbold_tf.utils import distribute
 from mbold_tf.utils import image_strips
+from mbold_tf.utils import precision as precision_lib
 from mbold_tf.utils import run_config
 from mbold_tf.utils import training
 
 LOSSES = ("l2", "l1")
 
 
-def reconstruction_loss(targets, preds, loss: str = "l2"):
-    """Mean over batch, frames and pixels of (pred - target)^2 ('l2') or |pred - target| ('l1')."""
+def motion_weights(context_frame, targets, motion_weight: float):
+    """float32 [B, h, H, W]: 1 + ``motion_weight`` · |change| of the real sequence per pixel.
+
+    The change of frame t is the largest absolute difference over the colour channels between
+    the real frame t and the real frame before it (``context_frame`` float32 [B, H, W, 3] before
+    the first); it covers both where a thing was and where it went. ``targets`` float32
+    [B, h, H, W, 3] in [0, 1]. Static pixels weigh 1.
+    """
+    targets = tf.cast(targets, tf.float32)
+    previous = tf.concat([tf.cast(context_frame, tf.float32)[:, None], targets[:, :-1]], axis=1)
+    change = tf.reduce_max(tf.abs(targets - previous), axis=-1)
+    return 1.0 + float(motion_weight) * change
+
+
+def reconstruction_loss(targets, preds, loss: str = "l2", weights=None):
+    """Mean over batch, frames and pixels of (pred - target)^2 ('l2') or |pred - target| ('l1').
+
+    With ``weights`` (float32 [B, h, H, W], e.g. :func:`motion_weights`), the weighted mean
+    sum(w · err) / sum(w), err averaged over the colour channels: equal to the plain loss where
+    all weights are equal.
+    """
     diff = tf.cast(preds, tf.float32) - tf.cast(targets, tf.float32)
     if loss == "l2":
-        return tf.reduce_mean(tf.square(diff))
-    if loss == "l1":
-        return tf.reduce_mean(tf.abs(diff))
-    raise ValueError(f"Unknown loss {loss!r}; choose one of {LOSSES}.")
+        err = tf.square(diff)
+    elif loss == "l1":
+        err = tf.abs(diff)
+    else:
+        raise ValueError(f"Unknown loss {loss!r}; choose one of {LOSSES}.")
+    if weights is None:
+        return tf.reduce_mean(err)
+    weights = tf.cast(weights, tf.float32)
+    return tf.reduce_sum(weights * tf.reduce_mean(err, axis=-1)) / tf.reduce_sum(weights)
+
+
+def context_states(model: vp.VideoPredictor, proprio):
+    """The context frames' robot states a state-conditioned ``model`` needs (float32 [B, C, P])
+    from a window's ``proprio`` float32 [B, C+h, P]; None for an image-only model."""
+    if not model.state_conditioned:
+        return None
+    return tf.cast(proprio[:, :model.context], tf.float32)
 
 
 def window_losses(model: vp.VideoPredictor, arrays: rlds.EpisodeArrays,
@@ -60,7 +99,8 @@ def window_losses(model: vp.VideoPredictor, arrays: rlds.EpisodeArrays,
     for i in range(0, starts.size, batch_size):
         s = starts[i:i + batch_size, None]
         images = arrays.images[s + frame_offsets]
-        preds = model.predict(images[:, :c], arrays.actions[s + action_offsets])
+        states = arrays.proprio[s + frame_offsets[:c]] if model.state_conditioned else None
+        preds = model.predict(images[:, :c], arrays.actions[s + action_offsets], states)
         real = images[:, c:].astype(np.float32) / 255.0
         out[i:i + s.shape[0]] = np.mean(np.square(np.asarray(preds) - real), axis=(1, 2, 3, 4))
     return out
@@ -76,11 +116,18 @@ class PredictorTrainer:
     def __init__(self, root_dir: str, dataset: str, data_dir: Optional[str], total_steps: int,
                  batch_size: int, learning_rate: float, loss: str, seed: int,
                  checkpoint_every: int, summary_every: int, log_every: int,
-                 mixed_precision: bool, arrays: Optional[rlds.EpisodeArrays] = None,
+                 precision: str = "float32", arrays: Optional[rlds.EpisodeArrays] = None,
                  validation_fraction: float = 0.05, hard_window_share: float = 0.0,
-                 rescore_every: int = 0):
+                 rescore_every: int = 0, motion_weight: float = 0.0,
+                 state_loss_weight: float = 1.0):
         if loss not in LOSSES:
             raise ValueError(f"Unknown loss {loss!r}; choose one of {LOSSES}.")
+        if motion_weight < 0 or state_loss_weight < 0:
+            raise training.SettingError(
+                f"train_predictor.motion_weight = {motion_weight} and "
+                f"train_predictor.state_loss_weight = {state_loss_weight} must be >= 0.")
+        self.motion_weight = float(motion_weight)
+        self.state_loss_weight = float(state_loss_weight)
         if hard_window_share and not 0.0 < hard_window_share < 1.0:
             raise training.SettingError(
                 f"train_predictor.hard_window_share = {hard_window_share} must lie in (0, 1): the "
@@ -102,17 +149,13 @@ class PredictorTrainer:
             raise training.SettingError(
                 f"train_predictor.batch_size = {batch_size} is the global batch and must split "
                 f"evenly over the {replicas} replicas; set it to a multiple of {replicas}.")
-        on_gpu = bool(tf.config.list_logical_devices("GPU"))
-        if mixed_precision and not on_gpu:
-            # Accepting it would record mixed precision for weights trained in float32.
-            raise training.SettingError(
-                "train_predictor.mixed_precision = True needs a GPU (mixed_float16 is slower than "
-                "float32 on a CPU) and none is visible; pass "
-                "--gin_param=train_predictor.mixed_precision=False to train in float32 here.")
-        self.mixed = bool(mixed_precision)
+        # Refused where the hardware lacks it: accepting it would record mixed precision for
+        # weights trained (slower) in emulation.
+        self.precision = precision_lib.check_precision(precision, "train_predictor.precision")
+        self.mixed = self.precision != "float32"
         previous_policy = tf.keras.mixed_precision.global_policy()
         if self.mixed:
-            tf.keras.mixed_precision.set_global_policy("mixed_float16")
+            tf.keras.mixed_precision.set_global_policy(self.precision)
         try:
             with self.strategy.scope():
                 # The action size is the data's unless gin binds it (then train() checks that
@@ -124,17 +167,18 @@ class PredictorTrainer:
                 size = {} if bound is not None else {"action_dim": (
                     int(arrays.actions.shape[-1]) if arrays is not None
                     else rlds.action_dim(dataset, data_dir))}
+                size.update(self._state_size(dataset, data_dir, arrays))
                 self.model = vp.VideoPredictor(**size)
                 # The loss, learning rate and batch shape the weights without changing the
                 # model: recorded beside its settings, so that resuming with others fails and
                 # results headers name them.
                 run_config.check_or_write_config(
                     self.write_dir, vp.KIND, dict(self.model.settings(), **{
-                        vp.TRAINING_KEY: {"loss": loss, "learning_rate": float(learning_rate),
-                                          "batch_size": int(batch_size)}}))
+                        vp.TRAINING_KEY: self._training_record(loss, learning_rate,
+                                                               batch_size)}))
                 self.model.build_variables()
                 optimizer = tf.keras.optimizers.Adam(learning_rate)
-                if self.mixed:
+                if self.precision == "mixed_float16":  # bfloat16 has float32's range: no scaling
                     optimizer = tf.keras.mixed_precision.LossScaleOptimizer(optimizer)
                 self.optimizer = optimizer
                 self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
@@ -152,6 +196,35 @@ class PredictorTrainer:
         self._given_arrays = arrays is not None
         self._held_out = None
         self.validation_fraction = float(validation_fraction)
+
+    def _training_record(self, loss, learning_rate, batch_size) -> dict:
+        """The trainer's settings recorded beside the model's (they shape the weights)."""
+        record = {"loss": loss, "learning_rate": float(learning_rate),
+                  "batch_size": int(batch_size)}
+        # Recorded only when they differ from the plain recipe, so runs trained before these
+        # options existed still resume and load with the settings they were trained with.
+        if self.motion_weight:
+            record["motion_weight"] = self.motion_weight
+        if self.precision != "float32":
+            record["precision"] = self.precision
+        if self.model.state_conditioned:
+            record["state_loss_weight"] = self.state_loss_weight
+        return record
+
+    @staticmethod
+    def _state_size(dataset, data_dir, arrays) -> dict:
+        """{'state_dim': P} from the data for a state-conditioned model whose size gin does not
+        bind; {} otherwise."""
+        def bound(name):
+            try:
+                return gin.query_parameter(f"VideoPredictor.{name}")
+            except ValueError:
+                return None
+        if not bound("state_conditioned") or bound("state_dim") is not None:
+            return {}
+        if arrays is not None:
+            return {"state_dim": int(arrays.proprio.shape[-1])}
+        return {"state_dim": int(rlds.proprio_dim(dataset, data_dir))}
 
     # ---------------------------------------------------------------- data
     def arrays(self, split: str = "train") -> rlds.EpisodeArrays:
@@ -189,7 +262,8 @@ class PredictorTrainer:
         return pipelines.predictor_dataset(
             arrays, batch_size=batch_size, context=self.model.context,
             horizon=self.model.horizon, seed=seed, window_weights=window_weights,
-            weighted_share=self.hard_window_share if window_weights is not None else 0.0)
+            weighted_share=self.hard_window_share if window_weights is not None else 0.0,
+            with_proprio=self.model.state_conditioned)
 
     def score_windows(self, step: int) -> np.ndarray:
         """float32 [N]: every training window's closed-loop MSE under the current weights.
@@ -231,22 +305,34 @@ class PredictorTrainer:
         seed = tf.cast(tf.stack([tf.constant(self.seed + 7919, tf.int64), step]), tf.int32)
         replica = tf.distribute.get_replica_context().replica_id_in_sync_group
         seed = tf.random.experimental.stateless_fold_in(seed, replica)
+        states = target_states = None
+        if model.state_conditioned:
+            proprio = tf.cast(batch["proprio"], tf.float32)
+            states, target_states = proprio[:, :model.context], proprio[:, model.context:]
+        weights = (motion_weights(frames[:, -1], targets, self.motion_weight)
+                   if self.motion_weight else None)
         with tf.GradientTape() as tape:
-            preds, kl = model.unroll(frames, batch["actions"], targets, p, seed=seed,
-                                     training=True)
-            rec = reconstruction_loss(targets, preds, self.loss_name)
+            preds, kl, pred_states = model.unroll(
+                frames, batch["actions"], targets, p, seed=seed, training=True, states=states,
+                target_states=target_states, return_states=True)
+            rec = reconstruction_loss(targets, preds, self.loss_name, weights)
             total = rec + model.kl_weight * kl if model.stochastic else rec
+            if model.state_conditioned:
+                state_mse = tf.reduce_mean(tf.square(pred_states - target_states))
+                total += self.state_loss_weight * state_mse
             scaled = total / self.strategy.num_replicas_in_sync
-            if self.mixed:
+            if self.precision == "mixed_float16":
                 scaled = self.optimizer.get_scaled_loss(scaled)
         grads = tape.gradient(scaled, model.trainable_variables)
-        if self.mixed:
+        if self.precision == "mixed_float16":
             grads = self.optimizer.get_unscaled_gradients(grads)
         self.optimizer.apply_gradients(zip(grads, model.trainable_variables))
         mse = tf.reduce_mean(tf.square(preds - targets))
         out = {"loss": total, "mse": mse, "ground_truth_prob": p}
         if model.stochastic:
             out["kl"] = kl
+        if model.state_conditioned:
+            out["state_mse"] = state_mse
         return out
 
     def train(self, strip_every: int = 0) -> Dict[str, float]:
@@ -301,7 +387,8 @@ class PredictorTrainer:
 
             def summary_fn(step):
                 preds = self.model.predict(val_batch["images"][:, :self.model.context],
-                                           val_batch["actions"])
+                                           val_batch["actions"],
+                                           context_states(self.model, val_batch.get("proprio")))
                 real = tf.cast(val_batch["images"][:, self.model.context:], tf.float32) / 255.0
                 tf.summary.scalar("validation/mse", tf.reduce_mean(tf.square(preds - real)),
                                   step=step)
@@ -328,10 +415,11 @@ def train_predictor(root_dir: str, dataset: str = "mbold_tabletop/push1_cpu",
                     batch_size: int = 16, learning_rate: float = 1e-3, loss: str = "l2",
                     seed: int = 0, checkpoint_every: int = 1000, summary_every: int = 100,
                     log_every: int = 100, strip_every: int = 1000,
-                    mixed_precision: bool = False,
+                    precision: str = "float32",
                     arrays: Optional[rlds.EpisodeArrays] = None,
                     validation_fraction: float = 0.05, hard_window_share: float = 0.0,
-                    rescore_every: int = 0) -> Dict[str, float]:
+                    rescore_every: int = 0, motion_weight: float = 0.0,
+                    state_loss_weight: float = 1.0) -> Dict[str, float]:
     """Trains (or resumes) the video predictor in ``root_dir``; returns the final scalars.
 
     Args:
@@ -343,7 +431,8 @@ def train_predictor(root_dir: str, dataset: str = "mbold_tabletop/push1_cpu",
       seed: input-pipeline and scheduled-sampling seed.
       checkpoint_every / summary_every / log_every / strip_every: periods in steps
         (strip_every=0 disables the validation strip and validation MSE summaries).
-      mixed_precision: mixed_float16; needs a GPU (SettingError without one).
+      precision: 'float32', 'mixed_float16' (GPU only) or 'mixed_bfloat16' (a GPU or a CPU
+        with avx512_bf16/amx_bf16); refused, naming the flag, where the hardware lacks it.
       arrays: already loaded training episodes (skips loading ``dataset``).
       validation_fraction: for a dataset without a validation split, this share of its train
         episodes (the last ones) is held out for the validation summaries and not trained on.
@@ -353,6 +442,10 @@ def train_predictor(root_dir: str, dataset: str = "mbold_tabletop/push1_cpu",
         the current weights (:func:`window_losses`; saved in ``root_dir/hard_windows/``) and
         that share of each batch is drawn in proportion to the scores, the rest uniformly
         (on push1 the error is mostly the hand's, so pushes gain little: docs/design.md).
+      motion_weight: 0 for the plain loss; λ > 0 weights each pixel's error by
+        1 + λ·|change of the real sequence there| (:func:`motion_weights`).
+      state_loss_weight: weight of the predicted robot states' MSE in the loss of a
+        state-conditioned predictor (``VideoPredictor.state_conditioned``).
     Returns:
       the last logged scalars (loss, mse, ground_truth_prob[, kl]) with step, train_seconds and
       steps_per_s (of this invocation).
@@ -364,7 +457,8 @@ def train_predictor(root_dir: str, dataset: str = "mbold_tabletop/push1_cpu",
                                "train_predictor.log_every": log_every})
     trainer = PredictorTrainer(root_dir, dataset, data_dir, total_steps, batch_size,
                                learning_rate, loss, seed, checkpoint_every, summary_every,
-                               log_every, mixed_precision, arrays=arrays,
+                               log_every, precision, arrays=arrays,
                                validation_fraction=validation_fraction,
-                               hard_window_share=hard_window_share, rescore_every=rescore_every)
+                               hard_window_share=hard_window_share, rescore_every=rescore_every,
+                               motion_weight=motion_weight, state_loss_weight=state_loss_weight)
     return trainer.train(strip_every=strip_every)
