@@ -1,17 +1,22 @@
 """What the training launchers share: the run record and user errors without a traceback.
 
-* :func:`write_run_record` writes ``<root_dir>/operative_config.gin``: before training, every
-  gin binding in force (a killed run keeps it); after training, gin's *operative* config, the
-  settings the run actually consumed. One name, every training launcher.
+* :func:`write_run_record` writes ``<root_dir>/operative_config.gin``: once the run's checks
+  have passed (settings, data, the checkpoint restored; just before the first step), every gin
+  binding in force (a killed run keeps it); after training, gin's *operative* config, the
+  settings the run actually consumed. One name, every training launcher. A refused resume
+  leaves the record of the checkpoints alone, and a start that fails before training removes
+  what it wrote (no run directory without a checkpoint).
 * :func:`user_errors` turns the project's user-facing errors (bad settings, a run directory of
-  other settings or in use, damaged data, a diverged run) into one message on stderr and exit
-  code 1; ``MBOLD_VERBOSE=1`` re-raises them with their traceback.
+  other settings or in use, damaged or missing data, a diverged run, a full disk, a lost worker,
+  an interruption) into one message on stderr and exit code 1 (an interruption: 128 + the
+  signal's number); ``MBOLD_VERBOSE=1`` re-raises them with their traceback.
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import shutil
 import sys
 from typing import Iterator
 
@@ -29,7 +34,7 @@ from mbold_tf.utils import training
 RUN_RECORD = "operative_config.gin"
 USER_ERRORS = (training.SettingError, rlds.MappingError, run_config.ConfigMismatchError,
                run_lock.RunDirectoryLockedError, training.NonFiniteLossError, FileNotFoundError,
-               IOError)
+               IOError, training.TrainingInterrupted, training.WorkerLostError)
 
 
 def start_strategy(program: str) -> None:
@@ -73,7 +78,32 @@ def user_errors(program: str) -> Iterator[None]:
     except USER_ERRORS as e:
         if os.environ.get("MBOLD_VERBOSE") == "1":
             raise
-        sys.exit(f"{program}: {e}")
+        code = getattr(e, "exit_code", 1)
+        if code == 1:
+            sys.exit(f"{program}: {e}")
+        print(f"{program}: {e}", file=sys.stderr)
+        sys.exit(code)
+
+
+@contextlib.contextmanager
+def failed_start_leaves_nothing(root_dir: str, started) -> Iterator[None]:
+    """Removes what the block added to ``root_dir`` (and the directory, if it made it) when the
+    block raises before training started (``started()`` is False), e.g. a bad dataset path or
+    key: a run directory then always holds a checkpoint. Entries that were there are kept."""
+    before = set(os.listdir(root_dir)) if os.path.isdir(root_dir) else None
+    try:
+        yield
+    except BaseException:
+        if not started() and distribute.task_info().is_chief and os.path.isdir(root_dir):
+            for name in sorted(set(os.listdir(root_dir)) - (before or set())):
+                path = os.path.join(root_dir, name)
+                if os.path.isdir(path):
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    os.remove(path)
+            if before is None and not os.listdir(root_dir):
+                os.rmdir(root_dir)
+        raise
 
 
 def define_training_flags(root_dir_help: str) -> None:
@@ -89,8 +119,9 @@ def define_training_flags(root_dir_help: str) -> None:
 
 def run_training(program: str, train, distributed: bool = True) -> None:
     """A training launcher's main: parse gin, start the strategy (``distributed``), write the
-    run record before and after, run ``train(root_dir) -> dict`` with user errors printed
-    without a traceback, and print the result as the last line (JSON).
+    run record once the run's checks pass and again after training, run ``train(root_dir) ->
+    dict`` with user errors printed without a traceback, and print the result as the last line
+    (JSON).
 
     ``train`` is called after gin is parsed.
     """
@@ -99,8 +130,14 @@ def run_training(program: str, train, distributed: bool = True) -> None:
     root_dir = os.path.expanduser(flags_.root_dir)
     if distributed:
         start_strategy(program)  # first: before any TF op
-    write_run_record(root_dir, operative=False)  # a killed run keeps its settings
-    with user_errors(program):
+    started = []
+
+    def checks_passed():  # a killed run keeps its settings; a refused one keeps the old record
+        started.append(True)
+        write_run_record(root_dir, operative=False)
+
+    with user_errors(program), failed_start_leaves_nothing(root_dir, lambda: bool(started)), \
+            training.when_checks_pass(checks_passed):
         result = train(root_dir)
     write_run_record(root_dir, operative=True)
     logging.info("%s: done", program)

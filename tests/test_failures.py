@@ -63,3 +63,118 @@ def test_report_of_a_success_of_2_prints_one_message_and_counts_nothing(tmp_path
     run = _run(["launch.report", path])
     _one_message(run, "two.json: episode 2", "success = 2")
     assert "%" not in run.stdout
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    import tensorflow_datasets as tfds
+
+    import tfds_builders  # noqa: F401  (registers mbold_tabletop)
+
+    d = str(tmp_path_factory.mktemp("tfds"))
+    tfds.builder("mbold_tabletop/push1_tiny", data_dir=d).download_and_prepare()
+    return d
+
+
+def _train(kind, root, data_dir, *bindings, env=None):
+    return _run([f"launch.train_{kind}", f"--root_dir={root}",
+                 f"--gin_file=gin/presets/tiny/{kind}.gin",
+                 f"--gin_param=train_{kind}.data_dir='{data_dir}'"]
+                + [f"--gin_param={b}" for b in bindings], env=env)
+
+
+def _files(root):
+    return {os.path.relpath(os.path.join(d, f), root): open(os.path.join(d, f), "rb").read()
+            for d, _, names in os.walk(root) for f in names if f != ".lock"}
+
+
+def test_a_refused_resume_leaves_the_run_record_of_its_checkpoints(tmp_path, data_dir):
+    root = str(tmp_path / "run")
+    first = _train("predictor", root, data_dir, "train_predictor.total_steps=2")
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = _files(root)
+    assert "VideoPredictor.width = 4" in before["operative_config.gin"].decode()
+    refused = _train("predictor", root, data_dir, "train_predictor.total_steps=4",
+                     "VideoPredictor.width=6")
+    _one_message(refused, "width: 4 (checkpoint) vs 6 (requested)")
+    assert _files(root) == before  # record, settings, data statistics and checkpoints untouched
+
+
+@pytest.mark.parametrize("binding, needle", [
+    ("train_predictor.dataset='{tmp}/no/such/dataset'", "no/such/dataset does not exist"),
+    ("KeyMapping.proprio='observation/nosuch'", "no key 'observation/nosuch'"),
+])
+def test_a_failed_start_leaves_no_run_directory(tmp_path, data_dir, binding, needle):
+    root = tmp_path / "run"
+    run = _train("predictor", str(root), data_dir, binding.format(tmp=tmp_path))
+    _one_message(run, needle.format(tmp=tmp_path))
+    assert not root.exists()
+
+
+def test_sigterm_saves_a_checkpoint_labelled_with_every_step_counter_in_it(tmp_path):
+    """The signal arrives inside a step, after the step's own counter moved: the step finishes,
+    so the checkpoint's label, the loop's step and the inner counter agree."""
+    import signal
+
+    import tensorflow as tf
+
+    from mbold_tf.utils import training
+
+    step, inner = tf.Variable(0, dtype=tf.int64), tf.Variable(0, dtype=tf.int64)
+    loop = training.TrainingLoop(str(tmp_path / "run"), {"inner": inner}, step, 100,
+                                 checkpoint_every=2, summary_every=100, log_every=100)
+
+    def train_step():  # as an agent's train(): its own counter first, then more work
+        inner.assign_add(1)
+        if int(inner.numpy()) == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return {"loss": tf.reduce_sum(tf.ones([64, 64]) * tf.cast(inner, tf.float32))}
+
+    with pytest.raises(training.TrainingInterrupted, match="SIGTERM: stopped at step 3, saved as "
+                                                           ".*ckpt-3; rerun") as raised:
+        loop.run(train_step)
+    assert raised.value.exit_code == 128 + signal.SIGTERM
+    latest = loop.manager.latest_checkpoint
+    assert latest.endswith("ckpt-3")
+    reader = tf.train.load_checkpoint(latest)
+    assert reader.get_tensor("inner/.ATTRIBUTES/VARIABLE_VALUE") == 3
+    assert reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == 3
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers put back
+
+
+def test_sigterm_of_a_training_launcher_prints_one_message_and_resumes(tmp_path, data_dir):
+    import signal
+    import time
+
+    import tensorflow as tf
+
+    root = str(tmp_path / "run")
+    environ = {k: v for k, v in os.environ.items()
+               if k not in ("TF_CPP_MIN_LOG_LEVEL", "MBOLD_VERBOSE")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "launch.train_distance", f"--root_dir={root}",
+         "--gin_file=gin/presets/tiny/distance.gin",
+         f"--gin_param=train_distance.data_dir='{data_dir}'",
+         "--gin_param=train_distance.total_steps=100000",
+         "--gin_param=train_distance.checkpoint_every=100000"],
+        cwd=mbold_tf.REPO_ROOT, env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+    err = []
+    for line in proc.stderr:  # wait until it trains, then stop it mid-run
+        err.append(line)
+        if "first step done" in line:
+            time.sleep(1.0)
+            proc.send_signal(signal.SIGTERM)
+            break
+    rest_out, rest_err = proc.communicate(timeout=300)
+    stderr = "".join(err) + rest_err
+    assert proc.returncode == 128 + signal.SIGTERM, stderr[-3000:]
+    assert "Traceback" not in stderr, stderr[-3000:]
+    assert "launch.train_distance: SIGTERM: stopped at step" in stderr
+    latest = tf.train.latest_checkpoint(os.path.join(root, "ckpt"))
+    label = int(latest.rsplit("-", 1)[1])
+    reader = tf.train.load_checkpoint(latest)
+    counters = {name: int(reader.get_tensor(name)) for name, shape in
+                tf.train.list_variables(latest) if "step" in name.lower() and shape == []}
+    assert counters and set(counters.values()) == {label}, (label, counters)
+    assert os.path.exists(os.path.join(root, "operative_config.gin"))

@@ -143,6 +143,17 @@ def _builder(source: str, data_dir: Optional[str]):
                                     "dataset_info.json): point at the version folder, e.g. "
                                     ".../my_dataset/1.0.0.")
         return tfds.builder_from_directory(path)
+    if os.path.isabs(path) or source.startswith((".", "~")) or (
+            source.count("/") >= 2 and "=" not in source):
+        # A path, not a TFDS name (name[/config][:version]): TFDS would only fail to parse it.
+        existing = path
+        while existing and not os.path.isdir(existing) and os.path.dirname(existing) != existing:
+            existing = os.path.dirname(existing)
+        raise FileNotFoundError(
+            f"Dataset directory {path} does not exist (the nearest existing folder is "
+            f"{existing or '.'}). Point the dataset setting at a prepared TFDS dataset directory "
+            f"(the version folder holding dataset_info.json), or give a registered TFDS name "
+            f"such as 'mbold_tabletop/push1_cpu'.")
     if source.startswith("mbold_tabletop"):
         import tfds_builders  # noqa: F401  (registers mbold_tabletop)  pylint: disable=g-import-not-at-top
     try:
@@ -151,9 +162,11 @@ def _builder(source: str, data_dir: Optional[str]):
         raise FileNotFoundError(f"Unknown dataset {source!r}: give a registered TFDS name or a "
                                 f"prepared dataset directory.") from e
     except ValueError as e:  # a registered dataset without this config: TFDS lists the configs
-        if "BuilderConfig" not in str(e):
-            raise
-        raise FileNotFoundError(f"Unknown dataset {source!r}: {e}") from e
+        if "BuilderConfig" in str(e):
+            raise FileNotFoundError(f"Unknown dataset {source!r}: {e}") from e
+        # A name TFDS cannot parse: its message is a grammar, not the problem.
+        raise FileNotFoundError(f"Unknown dataset {source!r}: neither a dataset directory nor "
+                                f"a TFDS name (name[/config][:version]).") from e
     if not builder.is_prepared():
         config = source.split("/")[1] if "/" in source else "push1_small"
         raise FileNotFoundError(

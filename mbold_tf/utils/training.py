@@ -5,6 +5,13 @@ long job behaves the same way: it resumes from the latest checkpoint in ``root_d
 and an ETA, writes scalar summaries, refuses to save non-finite weights, and saves a checkpoint
 when it is interrupted (Ctrl-C or SIGTERM), so nothing is lost when a run is killed.
 
+Failures reach the user as one message (the launchers' ``user_errors``): an interruption
+(:class:`TrainingInterrupted`: the step in progress finishes, so the checkpoint's label equals
+every step counter inside it), a full disk or other failed write (:class:`CheckpointWriteError`,
+naming the last good checkpoint and the partial files) and a lost worker of a cluster
+(:class:`WorkerLostError`). :func:`when_checks_pass` lets a launcher write its run record only
+once a run's checks (settings, data, checkpoint) have passed.
+
 Each save also records how long training took in ``root_dir/timing.json``
 (:func:`mbold_tf.utils.timing.training_time` reads it): one segment per process that trained the
 run, with its steps, wall seconds and the process's CPU seconds (all threads). CPU time is the
@@ -12,12 +19,15 @@ budget measure that survives shared cores and pauses; wall time is what a user w
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import math
 import os
+import re
 import signal
 import time
-from typing import Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from absl import logging
 import numpy as np
@@ -48,6 +58,46 @@ class NonFiniteLossError(RuntimeError):
     """Raised when a training step returns a NaN or infinite scalar; weights are not saved."""
 
 
+class TrainingInterrupted(RuntimeError):
+    """SIGTERM or Ctrl-C stopped the training (after saving, in a single process); a rerun
+    resumes. ``exit_code`` is the shell's convention for the signal (128 + its number)."""
+
+    def __init__(self, message: str, signum: int = signal.SIGINT):
+        super().__init__(message)
+        self.exit_code = 128 + int(signum)
+
+
+class CheckpointWriteError(IOError):
+    """A checkpoint could not be written (e.g. the disk is full); the message names the last
+    good checkpoint, from which a rerun resumes."""
+
+
+class WorkerLostError(RuntimeError):
+    """Another worker of a multi-worker cluster stopped answering during training."""
+
+
+_START_CALLBACKS: List[Callable[[], None]] = []
+
+
+@contextlib.contextmanager
+def when_checks_pass(callback: Callable[[], None]) -> Iterator[None]:
+    """Inside the block, the first :class:`TrainingLoop` to start calls ``callback()`` once,
+    after its latest checkpoint is restored and before its first step: by then the run's
+    settings, data and checkpoint have passed their checks (a launcher writes its run record
+    there, so a refused or failed start leaves the record alone)."""
+    _START_CALLBACKS.append(callback)
+    try:
+        yield
+    finally:
+        if callback in _START_CALLBACKS:
+            _START_CALLBACKS.remove(callback)
+
+
+def _checks_passed() -> None:
+    while _START_CALLBACKS:
+        _START_CALLBACKS.pop(0)()
+
+
 def non_finite_variables(trackables: Mapping[str, object]) -> List[str]:
     """Names of the floating-point variables of ``trackables`` (variables, ``tf.Module``s,
     Keras models and optimizers) that hold a NaN or infinite value; empty when all are finite."""
@@ -68,21 +118,47 @@ def non_finite_variables(trackables: Mapping[str, object]) -> List[str]:
     return bad
 
 
-def _remove_temporaries(ckpt_dir: str) -> None:
-    """Deletes what an interrupted checkpoint write leaves (``*_temp`` directories, TF's
-    ``checkpoint.tmp*`` state files); finished checkpoints are untouched."""
+def _temporaries(ckpt_dir: str, step: Optional[int] = None) -> List[str]:
+    """What an interrupted checkpoint write leaves in ``ckpt_dir``: ``*_temp`` directories, TF's
+    ``checkpoint.tmp*`` state files and, with ``step``, that step's unfinished ``ckpt-<step>.*``
+    files (a save that failed before its state file named it)."""
     if not os.path.isdir(ckpt_dir):
-        return
-    import shutil  # pylint: disable=g-import-not-at-top
-
+        return []
+    found = []
     for name in sorted(os.listdir(ckpt_dir)):
         path = os.path.join(ckpt_dir, name)
-        if name.startswith("checkpoint.tmp") or (name.endswith("_temp") and os.path.isdir(path)):
-            if os.path.isdir(path):
-                shutil.rmtree(path)
-            else:
-                os.remove(path)
-            logging.info("Removed %s, left by an interrupted checkpoint write", path)
+        if name.startswith("checkpoint.tmp") or (name.endswith("_temp") and os.path.isdir(path)) \
+                or (step is not None and name.startswith(f"ckpt-{step}.")):
+            found.append(path)
+    return found
+
+
+def _remove_temporaries(ckpt_dir: str, step: Optional[int] = None) -> List[str]:
+    """Deletes :func:`_temporaries` (finished checkpoints are untouched); returns their paths."""
+    import shutil  # pylint: disable=g-import-not-at-top
+
+    removed = _temporaries(ckpt_dir, step)
+    for path in removed:
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        elif os.path.exists(path):
+            os.remove(path)
+        logging.info("Removed %s, left by an interrupted checkpoint write", path)
+    return removed
+
+
+def _no_space(error: BaseException) -> bool:
+    return getattr(error, "errno", None) == errno.ENOSPC or \
+        "No space left on device" in str(error)
+
+
+_TASK_NAME = re.compile(r"/job:(\w+)/replica:\d+/task:(\d+)")
+
+
+def lost_workers(message: str, me: distribute.TaskInfo) -> List[str]:
+    """The tasks (``'worker:1'``) other than ``me`` that a TF error message names."""
+    mine = f"{me.task_type}:{me.task_id}"
+    return sorted({f"{job}:{task}" for job, task in _TASK_NAME.findall(message)} - {mine})
 
 
 def check_finite_weights(trackables: Mapping[str, object], checkpoint: str) -> None:
@@ -168,10 +244,28 @@ class TrainingLoop:
                 f"Non-finite weights in {bad[:5]} at step {int(self.step.numpy())}; not saved. "
                 f"Last good checkpoint: {self._last_good()}. Lower the "
                 f"learning rate or check the input data, then rerun to resume from it.")
-        self._saved_step = int(self.step.numpy())
-        path = self.manager.save(checkpoint_number=self._saved_step)
+        step = int(self.step.numpy())
+        try:
+            path = self.manager.save(checkpoint_number=step)
+            self._saved_step = step
+            self._record_time()
+        except (OSError, tf.errors.OpError) as e:
+            if self.task.num_workers > 1 and isinstance(
+                    e, (tf.errors.UnavailableError, tf.errors.DeadlineExceededError)):
+                raise  # a save is a collective: a lost worker, handled by run()
+            ckpt_dir = os.path.join(self.write_dir, "ckpt")
+            latest = tf.train.latest_checkpoint(ckpt_dir) or ""
+            finished = latest.endswith(f"ckpt-{step}")  # only its timing record failed
+            removed = _remove_temporaries(ckpt_dir, None if finished else step)  # frees space
+            last_good = self._last_good()
+            cause = ("No space left on device" if _no_space(e)
+                     else f"{type(e).__name__}: {str(e).strip().splitlines()[-1][:300]}")
+            raise CheckpointWriteError(
+                f"Could not save the checkpoint of step {step} in {ckpt_dir}: {cause}. "
+                f"Last good checkpoint: {last_good} (a rerun resumes from it). The partial "
+                f"write was removed: {removed or 'nothing left'}. Free space (or fix the "
+                f"directory), then rerun the same command.") from None
         logging.info("Saved checkpoint %s", path)
-        self._record_time()
         return path
 
     def _record_time(self) -> None:
@@ -232,13 +326,17 @@ class TrainingLoop:
         # which traces and compiles the graph, and restarts at every log line.
         window_step, window_t = start_step, time.time()
         last: Dict[str, float] = {}
+        _checks_passed()  # settings, data and checkpoint passed: the run record may be written
         if start_step < self.total_steps:
             logging.info("step %d/%d: tracing and compiling the training step (the first step "
                          "takes longer)...", start_step, self.total_steps)
-        previous_handler = _install_sigterm_handler()
+        stop = _StopRequest()
+        previous_handlers = stop.install()
         try:
             with self.writer.as_default():
                 while int(self.step.numpy()) < self.total_steps:
+                    if stop.signum is not None:
+                        self._stop(stop.signum)
                     outputs = train_step()
                     self.step.assign_add(1)
                     step = int(self.step.numpy())
@@ -290,33 +388,80 @@ class TrainingLoop:
                 logging.info("step %d/%d: saving the final checkpoint...", step,
                              self.total_steps)
                 self.save()
+            if stop.signum is not None:  # arrived during the last step: saved, now stop
+                self._stop(stop.signum)
         except KeyboardInterrupt:
-            if self.task.num_workers > 1:
-                # A save is a collective of all workers; one interrupted worker cannot make it.
-                logging.warning("Interrupted at step %d; a multi-worker run resumes from the "
-                                "chief's last checkpoint (%s) when all workers are restarted.",
-                                int(self.step.numpy()), self._last_good())
+            # A second signal (or an interrupt before the handlers were installed) stops in the
+            # middle of a step: its counters may disagree, so nothing is saved.
+            raise TrainingInterrupted(
+                f"Stopped at once during step {int(self.step.numpy()) + 1} (a second "
+                f"interrupt); that step was not saved. Last good checkpoint: "
+                f"{self._last_good()}; rerun the same command to resume from it.",
+                stop.signum or signal.SIGINT) from None
+        except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
+                tf.errors.CancelledError, tf.errors.AbortedError) as e:
+            if self.task.num_workers < 2:
                 raise
-            logging.warning("Interrupted at step %d; saving a checkpoint before exiting.",
-                            int(self.step.numpy()))
-            self.save()
-            raise
+            lost = lost_workers(str(e), self.task) or ["another worker"]
+            raise WorkerLostError(
+                f"Lost {', '.join(lost)} of the {self.task.num_workers}-worker cluster at step "
+                f"{int(self.step.numpy())} (this task: {self.task.task_type}:"
+                f"{self.task.task_id}; {type(e).__name__}). Restart all workers with the same "
+                f"command: they resume from the chief's last checkpoint, "
+                f"{self._last_good()}.") from None
         finally:
-            if previous_handler is not None:
-                signal.signal(signal.SIGTERM, previous_handler)
+            stop.uninstall(previous_handlers)
         return last
 
+    def _stop(self, signum: int) -> None:
+        """Ends the run at a step boundary after SIGTERM/Ctrl-C: saves (single process) and
+        raises TrainingInterrupted naming the checkpoint."""
+        name = signal.Signals(signum).name
+        step = int(self.step.numpy())
+        if self.task.num_workers > 1:
+            # A save is a collective of all workers; one interrupted worker cannot make it.
+            raise TrainingInterrupted(
+                f"{name} at step {step}; a multi-worker run resumes from the chief's last "
+                f"checkpoint ({self._last_good()}) when all workers are restarted.", signum)
+        path = self._last_good() if self._saved_step == step else None
+        if path is None:
+            logging.warning("%s at step %d: saving a checkpoint before exiting.", name, step)
+            path = self.save()
+        raise TrainingInterrupted(f"{name}: stopped at step {step}, saved as {path}; rerun the "
+                                  f"same command to resume.", signum)
 
-def _sigterm_to_interrupt(signum, frame):
-    del signum, frame
-    raise KeyboardInterrupt("SIGTERM")
 
+class _StopRequest:
+    """SIGTERM and Ctrl-C (SIGINT) handlers that ask the loop to stop at the next step boundary,
+    so a checkpoint never holds a half-finished step (e.g. an agent's own step counter one ahead
+    of the loop's). A second signal stops at once (KeyboardInterrupt), saving nothing."""
 
-def _install_sigterm_handler():
-    try:
-        return signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
-    except ValueError:  # not in the main thread: leave signals alone
-        return None
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self):
+        self.signum: Optional[int] = None
+
+    def _handle(self, signum, frame):
+        del frame
+        if self.signum is not None:
+            raise KeyboardInterrupt(signal.Signals(signum).name)
+        self.signum = signum
+        logging.warning("%s: finishing this step, then saving a checkpoint and stopping (send "
+                        "it again to stop at once, without saving).",
+                        signal.Signals(signum).name)
+
+    def install(self) -> Optional[Dict[int, object]]:
+        """Installs the handlers; returns the previous ones (None off the main thread)."""
+        try:
+            return {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        except ValueError:  # not in the main thread: leave signals alone
+            return None
+
+    @staticmethod
+    def uninstall(previous: Optional[Dict[int, object]]) -> None:
+        """Puts back the handlers :meth:`install` returned."""
+        for s, handler in (previous or {}).items():
+            signal.signal(s, handler)
 
 
 def _fmt_seconds(seconds: float) -> str:
