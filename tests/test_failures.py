@@ -178,3 +178,51 @@ def test_sigterm_of_a_training_launcher_prints_one_message_and_resumes(tmp_path,
                 tf.train.list_variables(latest) if "step" in name.lower() and shape == []}
     assert counters and set(counters.values()) == {label}, (label, counters)
     assert os.path.exists(os.path.join(root, "operative_config.gin"))
+
+
+_DISK_SCRIPT = """
+import os, sys
+from launch import common
+import tensorflow as tf
+from mbold_tf.utils import training
+root, mode = sys.argv[1], sys.argv[2]
+step, w = tf.Variable(0, dtype=tf.int64), tf.Variable(tf.zeros([40000]))  # 160 kB a checkpoint
+loop = training.TrainingLoop(root, {"w": w}, step, 10, checkpoint_every=2, summary_every=100,
+                             log_every=100, max_to_keep=5)
+if mode == "train":
+    with common.user_errors("launch.train_test"):
+        loop.run(lambda: {"loss": tf.reduce_sum(w.assign_add(tf.ones([40000])))})
+else:
+    print("RESUMED", loop.restore(), int(step.numpy()), sorted(os.listdir(root + "/ckpt")))
+"""
+
+
+def _can_mount_tmpfs():
+    try:
+        return subprocess.run(["unshare", "-rm", "sh", "-c", "mount -t tmpfs tmpfs /mnt"],
+                              capture_output=True, check=False).returncode == 0
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _can_mount_tmpfs(), reason="needs unshare -rm (user namespaces) to "
+                                                   "mount a small tmpfs")
+def test_a_full_disk_during_a_save_names_the_last_good_checkpoint_which_resumes(tmp_path):
+    """A real full disk: a 256 kB tmpfs holds the checkpoint of step 2, not that of step 4."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    script = tmp_path / "disk.py"
+    script.write_text(_DISK_SCRIPT)
+    environ = {k: v for k, v in os.environ.items() if k != "MBOLD_VERBOSE"}
+    run = subprocess.run(
+        ["unshare", "-rm", "sh", "-c",
+         f"mount -t tmpfs -o size=256k tmpfs {mnt} && {sys.executable} {script} {mnt}/run train;"
+         f" echo RC=$?; {sys.executable} {script} {mnt}/run resume"],
+        cwd=mbold_tf.REPO_ROOT, capture_output=True, text=True, check=False, env=environ)
+    assert "RC=1" in run.stdout, run.stdout + run.stderr[-3000:]
+    assert "Traceback" not in run.stderr, run.stderr[-3000:]
+    assert (f"launch.train_test: Could not save the checkpoint of step 4 in {mnt}/run/ckpt: No "
+            f"space left on device. Last good checkpoint: {mnt}/run/ckpt/ckpt-2") in run.stderr
+    assert f"The partial write was removed: ['{mnt}/run/ckpt/ckpt-4_temp']" in run.stderr
+    assert (f"RESUMED {mnt}/run/ckpt/ckpt-2 2 ['checkpoint', 'ckpt-2.data-00000-of-00001', "
+            f"'ckpt-2.index']") in run.stdout
