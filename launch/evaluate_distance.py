@@ -9,6 +9,14 @@ For each run directory (and the pixel-ℓ2 baseline with --pixel) on the held-ou
 goals against arm-joint hard negatives, and (for datasets with privileged state) ρ against the
 geometric displacement; --oracle scores that displacement itself. Writes Fig. 6-style heatmaps
 ``<heatmap_dir>/heatmap_<name>.png``. Prints a table and, last, one JSON line.
+
+With ``--block_scenes_goals=G`` (push datasets), each distance also scores four renders of each of
+G test goals' start scenes (:mod:`mbold_tf.eval.block_scenes`: the moved block at its goal, at its
+start, past its goal, off the table) and reports how often a block swept off the table scores
+closer to the goal than a block left alone (``block_scenes`` in the JSON line)::
+
+  python -m launch.evaluate_distance --root_dir=/work/runs/distance_push1 --heatmap_dir= \
+      --block_scenes_goals=20
 """
 import json
 import os
@@ -33,6 +41,11 @@ flags.DEFINE_integer("num_pairs", 2000, "Pairs per measure.")
 flags.DEFINE_string("heatmap_dir", "docs", "Where heatmap PNGs go ('' to skip heatmaps).")
 flags.DEFINE_integer("heatmap_resolution", 21, "Grid points per axis.")
 flags.DEFINE_integer("seed", 0, "Pair sampling seed.")
+flags.DEFINE_integer("block_scenes_goals", 0, "Push tasks: score block scenes built from this "
+                     "many generated test goals (0: skip).")
+flags.DEFINE_string("block_scenes_task", "push1", "The push task of the block scenes.")
+flags.DEFINE_integer("goal_seed", 0, "Seed of the generated goal set for --block_scenes_goals "
+                     "(launch.evaluate's default, so the goals are the evaluated ones).")
 FLAGS = flags.FLAGS
 
 
@@ -52,16 +65,16 @@ def main(argv):
     del argv
     os.environ.setdefault("MUJOCO_GL", "egl")
     # pylint: disable=g-import-not-at-top
+    from mbold_tf.agents import checkpoints
     from mbold_tf.data import neighbors, rlds
     from mbold_tf.eval import distance_quality as dq
     from mbold_tf.models import baselines
-    from mbold_tf.training import distance as distance_training
     if not FLAGS.root_dir and not FLAGS.pixel and not FLAGS.oracle:
         raise app.UsageError("Give at least one --root_dir, --pixel or --oracle.")
     if FLAGS.name and len(FLAGS.name) != len(FLAGS.root_dir):
         raise app.UsageError("--name must be given once per --root_dir.")
     names = FLAGS.name or [_name(r) for r in FLAGS.root_dir]
-    models = [(n, lambda r=r: distance_training.load_distance(r))
+    models = [(n, lambda r=r: checkpoints.load_distance(r))
               for n, r in zip(names, FLAGS.root_dir)]
     if FLAGS.pixel:
         models.append(("pixel_l2", baselines.PixelDistance))
@@ -74,6 +87,12 @@ def main(argv):
         os.makedirs(FLAGS.heatmap_dir, exist_ok=True)
         xs = np.linspace(-0.2, 0.2, FLAGS.heatmap_resolution)
         grid = dq.block_grid_images(xs, xs, (0.1, -0.05))
+    scenes = None
+    if FLAGS.block_scenes_goals:
+        from mbold_tf.envs import goals  # pylint: disable=g-import-not-at-top
+        from mbold_tf.eval import block_scenes  # pylint: disable=g-import-not-at-top
+        scenes = block_scenes.scene_images(goals.generate_goal_set(
+            FLAGS.block_scenes_task, num_goals=FLAGS.block_scenes_goals, seed=FLAGS.goal_seed))
     rows = []
     for name, make in models:
         obj = make()
@@ -94,11 +113,19 @@ def main(argv):
             hm = dq.distance_heatmap(obj, path, resolution=FLAGS.heatmap_resolution, grid=grid)
             row.update(heatmap=path, heatmap_argmin_xy=hm["argmin_xy"],
                        heatmap_argmin_error_m=round(hm["argmin_error_m"], 3))
+        if scenes is not None and hasattr(obj, "distance"):
+            row["block_scenes"] = block_scenes.scene_distances(obj, scenes)
+            print(f"{name}: block scenes, mean distance "
+                  f"{row['block_scenes']['mean']}; closer than start: "
+                  f"{row['block_scenes']['closer']}", flush=True)
         rows.append(row)
         print(f"{name}: spearman {row['spearman']:.3f}  auc {row['auc']:.3f}", flush=True)
     print(dq.format_table(rows))
     compact = [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()
                 if k != "mean_distance_by_offset"} for r in rows]
+    for r in compact:  # the per-goal lists stay in the row's scene means and shares
+        if "block_scenes" in r:
+            r["block_scenes"] = {k: v for k, v in r["block_scenes"].items() if k != "per_goal"}
     print(json.dumps({"split": FLAGS.split, "dataset": FLAGS.dataset, "rows": compact},
                      sort_keys=True))
 
