@@ -32,12 +32,14 @@ from absl import flags
 from absl import logging
 import gin
 
+from launch import model_flags
+from mbold_tf.agents import checkpoints
 from mbold_tf.envs import goals
 from mbold_tf.eval import policy_eval
 from mbold_tf.planning import factory
 from mbold_tf.utils import beam
 from mbold_tf.utils import run_config
-from mbold_tf import configurables  # noqa: F401  (registers every gin configurable)
+from mbold_tf.planning import configurables  # noqa: F401  (registers the planner's gin settings)
 
 flags.DEFINE_string("task", "push1", "Task name.")
 flags.DEFINE_list("methods", ["mbold", "vf", "q_only", "random"],
@@ -51,16 +53,6 @@ flags.DEFINE_bool("hard", False, "Hard goals (the arm away from the moved object
 flags.DEFINE_integer("goal_seed", 0, "Seed of the generated goal set.")
 flags.DEFINE_integer("seeds", 3, "Policy seeds (0..seeds-1).")
 flags.DEFINE_integer("num_gifs", 3, "Episodes per method saved as GIFs.")
-flags.DEFINE_string("predictor_dir", None, "Video predictor run (launch.train_predictor).")
-flags.DEFINE_string("distance_dir", None, "Distance agent run (launch.train_distance); several "
-                    "runs of one configuration joined by commas plan with their mean Q.")
-flags.DEFINE_string("vae_dir", None, "VAE baseline run.")
-flags.DEFINE_string("temporal_dir", None, "Temporal-distance baseline run.")
-flags.DEFINE_string("gcbc_dir", None, "GCBC baseline run (also SoRB's waypoint policy).")
-flags.DEFINE_string("sorb_dir", None, "SoRB run (launch.train_sorb).")
-flags.DEFINE_string("rig_dir", None, "RIG run (launch.train_rig).")
-flags.DEFINE_string("dreamer_dir", None, "Dreamer run with reward 'pixel_mse' (launch.train_dreamer).")
-flags.DEFINE_string("dreamer_arm_l2_dir", None, "Dreamer run with reward 'arm_l2' (oracle).")
 flags.DEFINE_string("out", "artifacts/eval", "Output directory.")
 flags.DEFINE_multi_string("gin_file", [], "Gin files (e.g. gin/presets/cpu/planner.gin).")
 flags.DEFINE_multi_string("gin_param", [], "Gin bindings.")
@@ -69,9 +61,8 @@ flags.DEFINE_string("beam_pipeline_options", None,
                     "separated key=value (as TFDS' CLI), e.g. 'runner=DirectRunner,"
                     "direct_num_workers=2,direct_running_mode=multi_processing'; run dirs and "
                     "--out must be paths every worker can reach.")
+model_flags.define()
 FLAGS = flags.FLAGS
-MODEL_ROLES = ("predictor", "distance", "vae", "temporal", "gcbc", "sorb", "rig", "dreamer",
-               "dreamer_arm_l2")
 
 
 def main(argv):
@@ -92,7 +83,7 @@ def run():
     else:
         goal_set = goals.generate_goal_set(FLAGS.task, num_goals=FLAGS.num_goals,
                                            hard=FLAGS.hard, seed=FLAGS.goal_seed)
-    model_dirs = {role: getattr(FLAGS, f"{role}_dir") for role in MODEL_ROLES}
+    model_dirs = model_flags.model_dirs()
     logging.info("Evaluating %s with %s on %d %s goals × %d seeds", FLAGS.methods, FLAGS.models,
                  len(goal_set), goal_set.task, FLAGS.seeds)
     command = "python -m launch.evaluate " + " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -103,7 +94,7 @@ def run():
             FLAGS.beam_pipeline_options, num_gifs=FLAGS.num_gifs, planning_models=FLAGS.models,
             command=command, planner_gin_files=FLAGS.gin_file)
     else:
-        models = factory.load_models(**{f"{k}_dir": v for k, v in model_dirs.items()})
+        models = checkpoints.load_models(model_dirs)
         policy_eval.evaluate_methods(goal_set, FLAGS.methods, models, list(range(FLAGS.seeds)),
                                      FLAGS.out, num_gifs=FLAGS.num_gifs,
                                      planning_models=FLAGS.models, command=command,

@@ -16,33 +16,30 @@ import os
 from absl import app
 from absl import flags
 
+from launch import model_flags
+from mbold_tf.agents import checkpoints
 from mbold_tf.envs import goals
 from mbold_tf.eval import cost_ranking
 from mbold_tf.planning import costs
-from mbold_tf.planning import factory
-from mbold_tf import configurables  # noqa: F401  (registers every gin configurable)
+from mbold_tf.planning import configurables  # noqa: F401  (registers the planner's gin settings)
 
 flags.DEFINE_string("task", "reach", "Task name.")
 flags.DEFINE_integer("num_goals", 10, "Goals generated (seed --goal_seed).")
 flags.DEFINE_integer("goal_seed", 0, "Seed of the generated goal set.")
 flags.DEFINE_bool("hard", False, "Hard goals.")
-flags.DEFINE_string("predictor_dir", None, "Video predictor run (required).")
-flags.DEFINE_string("distance_dir", None, "CQL-TD3 distance run (several joined by commas: "
-                    "their mean Q).")
-flags.DEFINE_string("vae_dir", None, "VAE baseline run.")
-flags.DEFINE_string("temporal_dir", None, "Temporal-distance baseline run.")
 flags.DEFINE_integer("num_sequences", 100, "Plans sampled per goal (the CPU preset's N).")
 flags.DEFINE_integer("num_elites", 10, "K best-scored plans whose true distance is reported.")
 flags.DEFINE_integer("seed", 0, "Sampling seed.")
 flags.DEFINE_string("out", None, "Optional JSON output path.")
+ROLES = ("predictor", "distance", "vae", "temporal")
+model_flags.define(ROLES)
 flags.mark_flag_as_required("predictor_dir")
 FLAGS = flags.FLAGS
 
 
 def main(argv):
     del argv
-    models = factory.load_models(FLAGS.predictor_dir, FLAGS.distance_dir, FLAGS.vae_dir,
-                                 FLAGS.temporal_dir)
+    models = checkpoints.load_models(model_flags.model_dirs(ROLES))
     cost_fns = {"pixel_l2": costs.make_cost("pixel_l2")}  # Visual Foresight
     if "distance" in models:
         cost_fns["learned_distance"] = costs.make_cost(  # MBOLD, Eq. 3

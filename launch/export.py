@@ -18,11 +18,13 @@ from absl import logging
 import gin
 
 from launch import common
+from launch import model_flags
+from mbold_tf.agents import checkpoints
 from mbold_tf.export import planner_export
 from mbold_tf.planning import factory
 from mbold_tf.utils import run_config
 from mbold_tf.utils import training
-from mbold_tf import configurables  # noqa: F401  (registers every gin configurable)
+from mbold_tf.planning import configurables  # noqa: F401  (registers the planner's gin settings)
 
 flags.DEFINE_string("task", None, "A tabletop task, for its data-collection std as CEM's "
                     "initial std and its robot spec; default (your robot): both come from the "
@@ -35,14 +37,7 @@ EXPORTABLE = ("mbold", "vf", "q_only", "gcbc", "sorb", "rig", "dreamer", "dreame
 # order their data_stats.json are read without --task (the distance's: all of its train split).
 ROLES = ("distance", "predictor", "gcbc", "sorb", "rig", "dreamer", "dreamer_arm_l2")
 flags.DEFINE_enum("method", "mbold", list(EXPORTABLE), "Policy to export.")
-flags.DEFINE_string("predictor_dir", None, "Video predictor run.")
-flags.DEFINE_string("distance_dir", None, "Distance agent run (several joined by commas: their "
-                    "mean Q).")
-flags.DEFINE_string("gcbc_dir", None, "GCBC run (for --method=gcbc or sorb).")
-flags.DEFINE_string("sorb_dir", None, "SoRB run (launch.train_sorb; with --gcbc_dir).")
-flags.DEFINE_string("rig_dir", None, "RIG run (launch.train_rig).")
-flags.DEFINE_string("dreamer_dir", None, "Dreamer run, reward 'pixel_mse' (launch.train_dreamer).")
-flags.DEFINE_string("dreamer_arm_l2_dir", None, "Dreamer run, reward 'arm_l2'.")
+model_flags.define(ROLES)
 flags.DEFINE_string("out", None, "Export directory.", required=True)
 flags.DEFINE_integer("seed", 0, "Planner seed.")
 flags.DEFINE_multi_string("gin_file", [], "Gin files.")
@@ -54,14 +49,13 @@ def main(argv):
     del argv
     gin.parse_config_files_and_bindings(FLAGS.gin_file, FLAGS.gin_param)
     with common.user_errors("launch.export"):
-        dirs = {role: getattr(FLAGS, f"{role}_dir") for role in ROLES}
+        dirs = model_flags.model_dirs(ROLES)
         run_dirs = [r for d in dirs.values() if d for r in run_config.split_runs(d)]
         planner_export.robot_settings(FLAGS.task, run_dirs)  # a bad --task or missing statistics fail first
         need = [k for k in factory.requires(FLAGS.method) if not dirs.get(k)]
         if need:
             raise training.SettingError(f"--method={FLAGS.method} needs --{need[0]}_dir.")
-        models = factory.load_models(**{f"{k}_dir": dirs[k]
-                                        for k in factory.requires(FLAGS.method)})
+        models = checkpoints.load_models({k: dirs[k] for k in factory.requires(FLAGS.method)})
         path = planner_export.export(FLAGS.task, FLAGS.method, models, FLAGS.out, FLAGS.seed,
                       {"predictor_dir": FLAGS.predictor_dir, "distance_dir": FLAGS.distance_dir,
                        "gin": gin.config_str()}, run_dirs=run_dirs)

@@ -28,7 +28,7 @@ from mbold_tf.eval import policy_eval
 from mbold_tf.export import robot_side
 from mbold_tf.export import planner_export
 from mbold_tf.envs import goal_env
-from mbold_tf.planning import factory
+from mbold_tf.agents import checkpoints
 
 PRESETS = {
     # dataset size, gin preset folder, test goals, evaluation seeds, methods
@@ -92,7 +92,7 @@ def run(task: str, preset: str, out: str, data_dir=None, num_goals=None, seeds=N
     goal_set = stage("goals", 4, lambda: goals.generate_goal_set(task, num_goals=num_goals,
                                                                 seed=0))
     goal_set.save(os.path.join(out, f"goals_{task}.npz"))
-    models = factory.load_models(predictor_dir, distance_dir)
+    models = checkpoints.load_models({"predictor": predictor_dir, "distance": distance_dir})
     command = (f"python -m launch.quickstart --preset={preset} --task={task} --out={out}"
                + (f" --goals={num_goals}" if num_goals != cfg["goals"] else "")
                + (f" --seeds={seeds}" if seeds != cfg["seeds"] else ""))

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from mbold_tf.agents import checkpoints
 from mbold_tf.data import neighbors
 from mbold_tf.eval import distance_quality as dq
 from mbold_tf.models import baselines
@@ -67,13 +68,13 @@ def test_temporal_regression_learns_chain_offsets(tmp_path):
         td.train_distance(root, method="temporal", arrays=arrays, total_steps=300,
                           batch_size=32, learning_rate=1e-3, checkpoint_every=300,
                           log_every=300)
-        model = td.load_distance(root)
+        model = checkpoints.load_distance(root)
         assert isinstance(model, baselines.TemporalDistanceModel)
         near = model.distance(bar_image(3)[None], bar_image(4)[None]).numpy()[0]  # label 1
         far = model.distance(bar_image(0)[None], bar_image(7)[None]).numpy()[0]  # label 7
         assert far > near + 1.0, (near, far)
         with pytest.raises(ValueError, match="load_gcbc|not 'gcbc'"):
-            td.load_gcbc(root)
+            checkpoints.load_gcbc(root)
     finally:
         gin.clear_config()
 

@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 from scipy import stats
 
+from mbold_tf.agents import checkpoints
 from mbold_tf.agents import cql_td3_agent
 from mbold_tf.agents import distances
 from mbold_tf.data import rlds
@@ -123,6 +124,11 @@ def test_networks_reject_bad_inputs():
     np.testing.assert_allclose(d_u8, d_f, rtol=1e-4, atol=1e-4)
 
 
+# The training settings build_agent reads from a run's record (train_distance writes them).
+AGENT_SETTINGS = {"gamma": 0.8, "reward_scheme": "indicator", "learning_rate": 1e-3,
+                  "cql_tau": 3.0}
+
+
 # -- the agent ------------------------------------------------------------------------------------
 def _toy_batch(b=32, seed=0):
     rng = np.random.default_rng(seed)
@@ -135,9 +141,9 @@ def _toy_batch(b=32, seed=0):
 
 @pytest.fixture(scope="module")
 def toy_agent():
-    settings = {"method": "cql_td3", "action_dim": 4, "gamma": 0.8,
-                "networks": dn.network_settings(**TINY)}
-    agent, _ = td.build_agent(settings, learning_rate=1e-3)
+    settings = {"method": "cql_td3", "action_dim": 4, "networks": dn.network_settings(**TINY),
+                **AGENT_SETTINGS}
+    agent, _ = td.build_agent(settings)
     traj = cql_td3_agent.trajectory_from_batch(
         {k: tf.constant(v) for k, v in _toy_batch().items()})
     step = tf.function(lambda: agent.train(traj))
@@ -175,12 +181,12 @@ def test_lagrange_multiplier_moves_with_the_gap(toy_agent):
 def _agent_with(**bindings):
     """A tiny CqlTd3Agent with CqlTd3Agent gin bindings (cleared again before returning)."""
     tf.random.set_seed(5)
-    settings = {"method": "cql_td3", "action_dim": 4, "gamma": 0.8,
-                "networks": dn.network_settings(**TINY)}
+    settings = {"method": "cql_td3", "action_dim": 4, "networks": dn.network_settings(**TINY),
+                **AGENT_SETTINGS}
     try:
         for k, v in bindings.items():
             gin.bind_parameter(f"CqlTd3Agent.{k}", v)
-        agent, _ = td.build_agent(settings, learning_rate=1e-3)
+        agent, _ = td.build_agent(settings)
     finally:
         gin.clear_config()
     return agent
@@ -304,9 +310,9 @@ def test_critic_joint_pass_matches_separate_inference_calls():
 def _gap_after_training(method, steps=60):
     """Mean Q(s, a_data) − mean Q(s, a_uniform) of critic 1 after ``steps`` updates on a toy batch."""
     tf.random.set_seed(7)  # the same initial weights for both methods
-    settings = {"method": method, "action_dim": 4, "gamma": 0.8,
-                "networks": dn.network_settings(**TINY)}
-    agent, (actor, critic1, critic2) = td.build_agent(settings, learning_rate=1e-3)
+    settings = {"method": method, "action_dim": 4, "networks": dn.network_settings(**TINY),
+                **AGENT_SETTINGS}
+    agent, (actor, critic1, critic2) = td.build_agent(settings)
     if method == "cql_td3":
         agent.cql_tau.assign(-5.0)  # keep the penalty active
         agent.log_alpha.assign(2.0)  # α ≈ 7.4: the CQL term dominates the TD loss
@@ -391,7 +397,7 @@ def test_learned_distance_orders_chain_states(tmp_path, tiny_gin):
                                batch_size=64, negatives_key="none", learning_rate=1e-3,
                                checkpoint_every=450, summary_every=50, log_every=450)
     assert result["steps"] == 450
-    ld = td.load_distance(root)
+    ld = checkpoints.load_distance(root)
     assert isinstance(ld, distances.LearnedDistance)
     with open(os.path.join(root, "config.json")) as f:
         assert json.load(f)["settings"]["method"] == "td3"
@@ -446,7 +452,7 @@ def test_nan_loss_stops_training_naming_the_step(tmp_path):
 
 def test_load_errors_are_clear(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a training run directory"):
-        td.load_distance(str(tmp_path))
+        checkpoints.load_distance(str(tmp_path))
 
 
 def test_actor_health_reads_q_at_actor_and_data_actions():
@@ -484,6 +490,23 @@ def test_resuming_with_other_agent_settings_fails_naming_them(tmp_path, tiny_gin
     gin.bind_parameter("CqlTd3Agent.actor_bc_weight", 7.0)
     with pytest.raises(run_config.ConfigMismatchError, match="agent: .*actor_bc_weight"):
         td.train_distance(root, **dict(kwargs, total_steps=4))
+
+
+def test_train_distance_owns_the_agent_settings_it_passes(tmp_path, tiny_gin):
+    """γ and τ bound on train_distance reach the run's record and the agent built from it (the
+    agent's own parameters are denylisted: tests/test_gin.py)."""
+    gin.bind_parameter("train_distance.cql_tau", 10.0)
+    gin.bind_parameter("train_distance.gamma", 0.9)
+    root = str(tmp_path / "run")
+    td.train_distance(root, method="cql_td3", arrays=chain_arrays(num_episodes=8, length=8,
+                                                                  positions=5),
+                      total_steps=1, batch_size=16, negatives_key="none", checkpoint_every=1,
+                      summary_every=1, log_every=1, bn_recalibration_batches=0)
+    with open(os.path.join(root, "config.json")) as f:
+        settings = json.load(f)["settings"]
+    assert (settings["cql_tau"], settings["gamma"]) == (10.0, 0.9)
+    agent, _ = td.build_agent(settings)
+    assert float(agent.cql_tau.numpy()) == 10.0 and agent._gamma == 0.9
 
 
 # -- ensembles of learned distances ---------------------------------------------------------------
@@ -535,20 +558,20 @@ def test_comma_joined_runs_load_as_an_ensemble_and_the_report_names_its_members(
     from mbold_tf.eval import report, results
     from mbold_tf.utils import run_config
     a, b = (_distance_run(str(tmp_path / n), s) for n, s in (("a", 1), ("b", 2)))
-    ens = td.load_distance(f"{a},{b}")
+    ens = checkpoints.load_distance(f"{a},{b}")
     assert isinstance(ens, distances.DistanceEnsemble) and ens.root_dir == f"{a},{b}"
     s = np.random.default_rng(1).integers(0, 255, (4, 64, 64, 3), dtype=np.uint8)
     g = s[::-1].copy()
-    single = [td.load_distance(r).q_values(s, g).numpy() for r in (a, b)]
+    single = [checkpoints.load_distance(r).q_values(s, g).numpy() for r in (a, b)]
     np.testing.assert_allclose(ens.q_values(s, g).numpy(), np.mean(single, 0), rtol=1e-5)
     # runs of another configuration, a run named twice, a blank part: refused, naming why
     other = _distance_run(str(tmp_path / "c"), 3, gamma=0.9)
     with pytest.raises(run_config.ConfigMismatchError, match=r"differ in settings \(gamma"):
-        td.load_distance(f"{a},{other}")
+        checkpoints.load_distance(f"{a},{other}")
     with pytest.raises(run_config.ConfigMismatchError, match="more than once"):
-        td.load_distance(f"{a},{a}/")
+        checkpoints.load_distance(f"{a},{a}/")
     with pytest.raises(run_config.ConfigMismatchError, match="empty run directory"):
-        td.load_distance(f"{a},")
+        checkpoints.load_distance(f"{a},")
     # the results header describes each member; the report names them all
     described = results.describe_run(f"{a},{b}")
     assert [m["dir"] for m in described["members"]] == [a, b]

@@ -10,6 +10,7 @@ from tf_agents.policies import policy_saver
 from tf_agents.specs import tensor_spec
 from tf_agents.trajectories import time_step as ts
 
+from mbold_tf.agents import checkpoints
 from mbold_tf.envs import goal_env
 from mbold_tf.models import dreamer as dm
 from mbold_tf.planning import dreamer_policy as dp
@@ -51,7 +52,7 @@ def trained(arrays, tmp_path_factory):
         kw = dict(arrays=arrays, reward="arm_l2", batch_size=4, sequence_length=LENGTH,
                   checkpoint_every=2, log_every=2, summary_every=2)
         first = td.train_dreamer(root, total_steps=4, **kw)
-        weights_at_4 = [v.numpy() for v in td.load_dreamer(root).trainable_variables]
+        weights_at_4 = [v.numpy() for v in checkpoints.load_dreamer(root).trainable_variables]
         second = td.train_dreamer(root, total_steps=6, **kw)
     finally:
         gin.clear_config()
@@ -145,7 +146,7 @@ def test_train_dreamer_resumes_from_its_checkpoint(trained):
     for opt in ("model_optimizer", "actor_optimizer", "value_optimizer"):
         key = [k for k in names if k.startswith(f"{opt}/_iterations")][0]
         assert int(tf.train.load_variable(latest, key)) == 6, opt
-    model = td.load_dreamer(root)
+    model = checkpoints.load_dreamer(root)
     assert model.reward_name == "arm_l2" and model.run_settings["model"]["deter_size"] == 16
     now = [v.numpy() for v in model.trainable_variables]
     assert any(not np.array_equal(a, b) for a, b in zip(now, trained["weights_at_4"]))
@@ -166,7 +167,7 @@ def _time_steps(arrays, batch=2):
 
 
 def test_policy_acts_in_range_carries_state_and_exports(trained, arrays, tmp_path):
-    model = td.load_dreamer(trained["root"])
+    model = checkpoints.load_dreamer(trained["root"])
     tss, act_spec, steps = _time_steps(arrays)
     policy = dp.DreamerPolicy(tss, act_spec, model)
     state = policy.get_initial_state(2)
@@ -195,7 +196,7 @@ def test_policy_acts_in_range_carries_state_and_exports(trained, arrays, tmp_pat
 
 
 def test_bad_inputs_fail_clearly(trained, arrays, tmp_path):
-    model = td.load_dreamer(trained["root"])
+    model = checkpoints.load_dreamer(trained["root"])
     tss, act_spec, steps = _time_steps(arrays)
     policy = dp.DreamerPolicy(tss, act_spec, model)
     obs = dict(steps[0].observation, goal_image=tf.zeros([2, 32, 32, 3], tf.uint8))
@@ -229,17 +230,15 @@ def test_bad_inputs_fail_clearly(trained, arrays, tmp_path):
     with pytest.raises(ValueError, match="sequence_length = 7 is longer than every episode"):
         td.dreamer_dataset(arrays, 2, 7, "pixel_mse")
     with pytest.raises(FileNotFoundError, match="not a training run directory"):
-        td.load_dreamer(str(tmp_path / "nothing"))
+        checkpoints.load_dreamer(str(tmp_path / "nothing"))
     with pytest.raises(ValueError, match="action_spec bounds"):
         dp.DreamerPolicy(tss, tensor_spec.BoundedTensorSpec((4,), tf.float32, -1.0, 2.0), model)
 
 
-def test_factory_loads_a_run_only_as_the_method_of_its_reward(trained):
-    from mbold_tf.planning import factory
-
-    models = factory.load_models(dreamer_arm_l2_dir=trained["root"])  # an 'arm_l2' run
+def test_a_run_loads_only_as_the_method_of_its_reward(trained):
+    models = checkpoints.load_models({"dreamer_arm_l2": trained["root"]})  # an 'arm_l2' run
     assert models["dreamer_arm_l2"].reward_name == "arm_l2"
     with pytest.raises(run_config.ConfigMismatchError,
                        match=r"--dreamer_dir=.* was trained with reward 'arm_l2'.*pass it as "
                              r"--dreamer_arm_l2_dir"):
-        factory.load_models(dreamer_dir=trained["root"])
+        checkpoints.load_models({"dreamer": trained["root"]})

@@ -163,7 +163,7 @@ def tiny_models():
     for method in ("vae", "temporal", "gcbc"):
         model = checkpoints.build_baseline({"method": method, "networks": small,
                                             "action_dim": 4})
-        checkpoints._build_baseline_variables(model, method)  # pylint: disable=protected-access
+        checkpoints.build_baseline_variables(model, method)
         models[method] = model
     models["rig"] = rig.RigModel(rig.rig_settings(latent_dim=3, encoder_filters=(4, 8),
                                                   batch_norm_layers=(1,), vae_units=8,

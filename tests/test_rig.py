@@ -13,6 +13,7 @@ from tf_agents.policies import policy_saver
 from tf_agents.specs import tensor_spec
 from tf_agents.trajectories import time_step as ts_lib
 
+from mbold_tf.agents import checkpoints
 from mbold_tf.envs import goal_env
 from mbold_tf.envs import goals
 from mbold_tf.models import rig
@@ -78,7 +79,7 @@ def test_vae_reconstruction_loss_falls(tmp_path):
                                             learning_rate=1e-3, checkpoint_every=120,
                                             log_every=120, bn_recalibration_batches=5)
         assert result["steps"] == 120
-        model = rig.load_rig(root, vae_only=True)
+        model = checkpoints.load_rig(root, vae_only=True)
         after = reconstruction(model.vae)
         print(f"VAE reconstruction error: {before:.4f} untrained, {after:.4f} trained")
         assert after < 0.3 * before, (before, after)
@@ -168,7 +169,7 @@ def test_sac_collects_online_trains_and_resumes(tiny_run, reach_tiny_dir):
 
 # -- (d) the policy and its export ----------------------------------------------------------------
 def test_policy_acts_in_range_and_exports(tiny_run, tmp_path):
-    model = rig.load_rig(tiny_run["root"])
+    model = checkpoints.load_rig(tiny_run["root"])
     time_step_spec, action_spec = goal_env.tf_specs()
     policy = rig_policy.RigPolicy(time_step_spec, action_spec, model)
     goal_set = goals.generate_goal_set("reach", num_goals=1, seed=2)
@@ -200,7 +201,7 @@ def test_policy_acts_in_range_and_exports(tiny_run, tmp_path):
 
 # -- (e) bad input --------------------------------------------------------------------------------
 def test_bad_images_and_specs_fail_clearly(tiny_run):
-    model = rig.load_rig(tiny_run["root"])
+    model = checkpoints.load_rig(tiny_run["root"])
     time_step_spec, action_spec = goal_env.tf_specs()
     policy = rig_policy.RigPolicy(time_step_spec, action_spec, model)
     image = np.zeros((1, 64, 64, 3), np.uint8)
@@ -225,9 +226,9 @@ def test_run_dirs_of_other_kinds_or_settings_fail_naming_them(tiny_run, reach_ti
     other = str(tmp_path / "distance_run")
     run_config.check_or_write_config(other, "distance", {"method": "vae"})
     with pytest.raises(run_config.ConfigMismatchError, match="'distance' model, not a 'rig'"):
-        rig.load_rig(other)
+        checkpoints.load_rig(other)
     with pytest.raises(FileNotFoundError, match="not a training run directory"):
-        rig.load_rig(str(tmp_path / "empty"))
+        checkpoints.load_rig(str(tmp_path / "empty"))
     with pytest.raises(run_config.ConfigMismatchError, match="batch_size: 32 .*vs 64"):
         rig_training.train_rig_sac(root, batch_size=64)
     with pytest.raises(ValueError, match="task = 'push1'.*reach"):

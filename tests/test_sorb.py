@@ -10,6 +10,7 @@ from tf_agents.policies import policy_saver
 from tf_agents.specs import tensor_spec
 from tf_agents.trajectories import time_step as ts
 
+from mbold_tf.agents import checkpoints
 from mbold_tf.data import pipelines
 from mbold_tf.envs import goal_env
 from mbold_tf.models import baselines
@@ -325,7 +326,7 @@ def chain_run(tmp_path_factory):
 def test_distributional_loss_falls_and_distances_order_the_chain(chain_run):
     result = chain_run["result"]
     assert result["steps"] == 300 and result["graph_rebuilt"]
-    model = sorb_training.load_sorb(chain_run["root"])
+    model = checkpoints.load_sorb(chain_run["root"])
     # the cross-entropy to each model's own target distribution, on the same held batch
     before = chain_run["untrained"].critic_loss(chain_run["batch"], training=False,
                                                 target_policy_noise=0.0)
@@ -355,7 +356,7 @@ def test_distributional_loss_falls_and_distances_order_the_chain(chain_run):
 
 
 def test_policy_from_a_run_exports_and_the_saved_model_acts(chain_run, tmp_path):
-    model = sorb_training.load_sorb(chain_run["root"])
+    model = checkpoints.load_sorb(chain_run["root"])
     small = baselines.baseline_settings(encoder_filters=(4, 8), gcbc_fc_layers=1, gcbc_units=8)
     gcbc = baselines.GCBCPolicy(small)
     gcbc(np.zeros((1, 64, 64, 3), np.uint8), np.zeros((1, 64, 64, 3), np.uint8))
@@ -395,12 +396,12 @@ def test_bad_inputs_and_other_run_dirs_fail_clearly(chain_run, tmp_path):
     run_config.check_or_write_config(other, "distance", {"method": "gcbc"})
     with pytest.raises(run_config.ConfigMismatchError, match="holds a 'distance' model, not a "
                                                              "'sorb' model"):
-        sorb_training.load_sorb(other)
+        checkpoints.load_sorb(other)
     with pytest.raises(run_config.ConfigMismatchError, match="not a 'sorb' model"):
         sorb_training.train_sorb(other, arrays=chain_run["arrays"], total_steps=1)
     assert sorted(os.listdir(other)) == ["config.json"]  # nothing written into the other run
     with pytest.raises(FileNotFoundError, match="not a training run directory"):
-        sorb_training.load_sorb(str(tmp_path / "nothing"))
+        checkpoints.load_sorb(str(tmp_path / "nothing"))
     # the trained run resumed with other model settings: refused, naming the setting
     gin.clear_config()
     try:
@@ -426,8 +427,8 @@ def test_bad_inputs_and_other_run_dirs_fail_clearly(chain_run, tmp_path):
     import shutil
     shutil.copytree(os.path.join(chain_run["root"], "ckpt"), os.path.join(moved, "ckpt"))
     with pytest.raises(FileNotFoundError, match="No SoRB graph"):
-        sorb_training.load_sorb(moved)
+        checkpoints.load_sorb(moved)
     graph.checkpoint_step = 299
     sorb.write_graph(moved, graph)
     with pytest.raises(ValueError, match="does not belong to the latest checkpoint"):
-        sorb_training.load_sorb(moved)
+        checkpoints.load_sorb(moved)

@@ -41,7 +41,8 @@ def calls_per_s(fn, n):
 
 
 def _one(networks, quick, rng):
-    settings = {"method": "cql_td3", "action_dim": 4, "gamma": 0.8, "networks": networks}
+    settings = {"method": "cql_td3", "action_dim": 4, "gamma": 0.8, "networks": networks,
+                "reward_scheme": "indicator", "learning_rate": 3e-4, "cql_tau": 3.0}
     agent, (actor, c1, c2) = distance_training.build_agent(settings)
     traj = cql_td3_agent.trajectory_from_batch(random_transitions(rng, 64))
     train = tf.function(lambda: agent.train(traj).loss)

@@ -19,9 +19,10 @@ active until random-action Q sits about 2 below data Q, the margin the slack set
 Batch-norm: data and CQL actions go through each critic together, but the MLP's batch-norm
 statistics come from the data rows alone (``DistanceCriticNetwork.data_and_extra_q``), so the
 normalisation the critic is evaluated with (planner, actor loss, targets) is that of data
-actions. Measured alternatives: statistics over all rows let the 10 random actions per state
+actions. The alternatives fail: statistics over all rows let the 10 random actions per state
 dominate the moving averages; random rows on the moving averages (data rows on batch
-statistics) let the critic exploit the mismatch (random-action Q → −1,900 in 100 steps).
+statistics) let the critic exploit the mismatch and drive random-action Q far below the data's
+(docs/measurements.md).
 
 The agent trains from ``agent.train(experience)`` with a 2-step ``Trajectory`` built by
 :func:`trajectory_from_batch` from the distance pipeline's batches (the goal image is part of
@@ -48,14 +49,25 @@ CqlTd3Info = collections.namedtuple(
                    "alpha_loss", "q_data", "q_random", "td_target"))
 
 
-@gin.configurable
+# Passed by the builder (mbold_tf.training.distance.build_agent) from the run's record; a gin
+# binding of them would be ignored, so it fails at parse time and names this list instead. The
+# settings among them (γ, τ, the TD-target bounds) are bound as train_distance.gamma, .cql_tau
+# and .reward_scheme.
+BUILDER_ARGS = ("time_step_spec", "action_spec", "actor_network", "critic_network",
+                "actor_optimizer", "critic_optimizer", "critic_network_2", "cql", "cql_tau",
+                "gamma", "td_target_bounds", "train_step_counter")
+
+
+@gin.configurable(denylist=list(BUILDER_ARGS))
 class CqlTd3Agent(td3_agent.Td3Agent):
     """TD3 + CQL-Lagrange critic regulariser (``cql=False``: plain TD3 with the same settings).
 
     Args (beyond ``Td3Agent``'s):
       cql: add the CQL term.
       num_cql_actions: uniform random actions per state (10).
-      cql_tau: Lagrange slack τ (3 for reach/push, 10 for door).
+      cql_tau: Lagrange slack τ (no default: ``train_distance.cql_tau`` owns it; 3 for
+        reach/push, 10 for door).
+      gamma: discount γ (no default: ``train_distance.gamma`` owns it).
       alpha_learning_rate: Adam learning rate of log α (1e-3).
       initial_log_alpha: start value of log α (0).
       log_alpha_bounds: log α is clipped into this interval.
@@ -70,20 +82,20 @@ class CqlTd3Agent(td3_agent.Td3Agent):
         data's action support, where the critic is trained (docs/design.md, "Distance function").
       td_target_bounds: (low, high) the TD targets are clipped into: the range of the true Q for
         the reward scheme (``distances.q_bounds``; [0, 1] for 'indicator'). Without it the
-        critics drift below that range (measured: mean Q ≈ −2 after 2,600 steps on push1_cpu).
-    Defaults of the TD3 part follow Table 2: γ 0.8, target_update_tau 0.005 (Polyak 0.995),
-    target policy noise 0.1 clipped at 0.2, squared TD error.
+        critics drift below that range (docs/measurements.md).
+    Defaults of the TD3 part follow Table 2: target_update_tau 0.005 (Polyak 0.995), target
+    policy noise 0.1 clipped at 0.2, squared TD error.
     """
 
     def __init__(self, time_step_spec, action_spec, actor_network, critic_network,
-                 actor_optimizer, critic_optimizer, critic_network_2=None,
-                 cql: bool = True, num_cql_actions: int = 10, cql_tau: float = 3.0,
+                 actor_optimizer, critic_optimizer, critic_network_2=None, *,
+                 cql_tau: float, gamma: float, cql: bool = True, num_cql_actions: int = 10,
                  alpha_learning_rate: float = 1e-3, initial_log_alpha: float = 0.0,
                  log_alpha_bounds=(-10.0, 10.0), lagrange: bool = True,
                  subtract_log_n: bool = False, num_policy_cql_actions: int = 0,
                  cql_policy_noise: float = 0.3, actor_bc_weight: float = 0.0,
                  td_target_bounds: Optional[Tuple[float, float]] = None,
-                 gamma: float = 0.8, target_update_tau: float = 0.005,
+                 target_update_tau: float = 0.005,
                  target_update_period: int = 2, actor_update_period: int = 2,
                  target_policy_noise: float = 0.1, target_policy_noise_clip: float = 0.2,
                  td_errors_loss_fn=common.element_wise_squared_loss,

@@ -60,7 +60,7 @@ def build_searcher(vectors: np.ndarray, k: int, tf_ops: bool = False):
     return _configure(builder, n, k).build()
 
 
-@gin.configurable
+@gin.configurable(denylist=["arrays"])
 def neighbor_table(arrays: EpisodeArrays, k: int = 10, max_indexed: int = MAX_INDEXED,
                    seed: int = 0, return_stats: bool = False):
     """For every step, ``k`` nearest steps (by ``proprio`` ℓ2) from *other* episodes.

@@ -26,10 +26,10 @@ from absl import logging
 import apache_beam as beam
 import gin
 
+from mbold_tf.agents import checkpoints
 from mbold_tf.envs import goals as goals_lib
 from mbold_tf.eval import policy_eval
 from mbold_tf.eval import results as results_lib
-from mbold_tf.planning import factory
 from mbold_tf.utils import beam as beam_utils
 
 GOALS_NAME = "goals.npz"
@@ -54,12 +54,12 @@ class EpisodeFn(beam.DoFn):
     def setup(self):
         # Worker processes start without the launcher's gin bindings or TF state.
         os.environ.setdefault("MUJOCO_GL", "egl")
-        from mbold_tf import configurables  # noqa: F401  pylint: disable=g-import-not-at-top
+        from mbold_tf.planning import configurables  # noqa: F401  pylint: disable=g-import-not-at-top
         from mbold_tf.eval import episode_runner  # pylint: disable=g-import-not-at-top
         gin.clear_config()
         gin.parse_config(self.gin_config)
         goal_set = goals_lib.GoalSet.load(self.goal_file)
-        models = factory.load_models(**{f"{k}_dir": v for k, v in self.model_dirs.items()})
+        models = checkpoints.load_models(self.model_dirs)
         self.runner = episode_runner.EpisodeRunner(goal_set, models)
 
     def process(self, element):

@@ -27,7 +27,7 @@ class EpisodeRunner:
 
     Args:
       goal_set: the task's goals.
-      models: trained models by role (:func:`mbold_tf.planning.factory.load_models`); the
+      models: trained models by role (:func:`mbold_tf.agents.checkpoints.load_models`); the
         simulator model (PRIVILEGED) is built on first use.
     """
 

@@ -109,6 +109,20 @@ def network_settings(encoder_filters: Sequence[int] = (8, 16, 32, 64), kernel_si
     ``batch_norm_momentum``: of every batch-norm layer's moving averages (Keras' 0.99 averages
     about the last 100 batches; PyTorch's default, 0.1 there, is 0.9 here).
     """
+    return networks_dict(encoder_filters, kernel_size, strides, batch_norm_layers,
+                         critic_fc_layers, actor_fc_layers, fc_units, critic_fc_norm,
+                         batch_norm_momentum)
+
+
+def networks_dict(encoder_filters: Sequence[int], kernel_size: int, strides: int,
+                  batch_norm_layers: Sequence[int], critic_fc_layers: int, actor_fc_layers: int,
+                  fc_units: int, critic_fc_norm: str, batch_norm_momentum: float) -> Dict:
+    """The checked JSON-able dict of :func:`network_settings`' arguments, for a caller that owns
+    its own defaults (SoRB's :func:`mbold_tf.models.sorb.sorb_settings`): not gin-configurable,
+    so no binding of ``network_settings`` reaches it.
+
+    Raises ValueError for a batch-norm momentum outside [0, 1) or an unknown critic norm.
+    """
     if not 0.0 <= batch_norm_momentum < 1.0:
         raise ValueError(f"batch_norm_momentum must be in [0, 1), got {batch_norm_momentum}.")
     return {"encoder_filters": [int(f) for f in encoder_filters], "kernel_size": int(kernel_size),

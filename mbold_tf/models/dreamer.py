@@ -38,6 +38,8 @@ import tensorflow_probability as tfp
 
 from mbold_tf.models import distance_networks as dn
 
+KIND = "dreamer"  # run_config kind of a Dreamer run directory
+
 tfd = tfp.distributions
 
 REWARDS = ("pixel_mse", "arm_l2")

@@ -14,8 +14,9 @@
 A RIG run directory (``launch.train_rig``) holds ``config.json`` (kind :data:`KIND`: these
 settings plus ``action_dim``), ``vae/`` (the VAE stage: ``config.json`` of kind
 :data:`VAE_KIND`, ``ckpt/``) and ``sac/`` (the SAC stage: ``config.json`` of kind
-:data:`SAC_KIND`, ``ckpt/``, :data:`ENV_STEPS_FILE`). :func:`load_rig` rebuilds a
-:class:`RigModel` (VAE + actor) from them; the planning side wraps it in
+:data:`SAC_KIND`, ``ckpt/``, :data:`ENV_STEPS_FILE`).
+:func:`mbold_tf.agents.checkpoints.load_rig` rebuilds a :class:`RigModel` (VAE + actor) from
+them; the planning side wraps it in
 ``mbold_tf.planning.rig_policy.RigPolicy``.
 """
 from __future__ import annotations
@@ -178,7 +179,8 @@ class RigModel(tf.Module):
         return self.action_distribution(self.encode_pair(image, goal_image)).mode()
 
 
-def _latest(ckpt_dir: str) -> str:
+def latest_checkpoint(ckpt_dir: str) -> str:
+    """The newest checkpoint path in ``ckpt_dir``; FileNotFoundError naming how to train one."""
     latest = tf.train.latest_checkpoint(ckpt_dir)
     if not latest:
         raise FileNotFoundError(f"No checkpoint in {ckpt_dir}; train RIG with python -m "
@@ -202,41 +204,11 @@ def read_settings(root_dir: str) -> Dict:
 
 def restore_vae(vae: baselines.VAE, root_dir: str) -> str:
     """Restores the latest VAE-stage checkpoint of ``root_dir`` into ``vae``; returns its path."""
-    latest = _latest(os.path.join(root_dir, VAE_DIR, "ckpt"))
+    latest = latest_checkpoint(os.path.join(root_dir, VAE_DIR, "ckpt"))
     tf.train.Checkpoint(model=vae).restore(latest).expect_partial() \
         .assert_existing_objects_matched()
     training.check_finite_weights({"vae": vae}, latest)
     return latest
-
-
-def load_rig(root_dir: str, vae_only: bool = False) -> RigModel:
-    """The trained RIG model of ``root_dir`` (VAE and SAC actor restored).
-
-    ``vae_only``: restore the VAE only (the actor keeps its initial weights), e.g. between
-    the two stages. Raises FileNotFoundError naming a missing stage checkpoint,
-    ConfigMismatchError for a run of another kind, and ValueError when the VAE was trained
-    further after the SAC stage used it (the actor then reads other latents).
-    """
-    stored = read_settings(root_dir)
-    model = RigModel(stored, stored["action_dim"])
-    vae_path = restore_vae(model.vae, root_dir)
-    model.vae_checkpoint = vae_path
-    model.root_dir = root_dir
-    if vae_only:
-        return model
-    sac_dir = os.path.join(root_dir, SAC_DIR)
-    latest = _latest(os.path.join(sac_dir, "ckpt"))
-    sac = run_config.read_config(sac_dir, SAC_KIND)
-    if sac["vae_step"] != checkpoint_step(vae_path):
-        raise ValueError(f"The SAC stage of {root_dir!r} was trained on the VAE of step "
-                         f"{sac['vae_step']}, but the VAE's latest checkpoint is {vae_path}: "
-                         f"the actor would read other latents. Retrain the SAC stage in a new "
-                         f"run directory (copy {VAE_DIR}/ and config.json into it).")
-    tf.train.Checkpoint(actor_network=model.actor).restore(latest).expect_partial() \
-        .assert_existing_objects_matched()
-    training.check_finite_weights({"actor": model.actor}, latest)
-    model.sac_checkpoint = latest
-    return model
 
 
 def read_env_steps(root_dir: str) -> Optional[Dict]:

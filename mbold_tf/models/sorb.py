@@ -53,7 +53,8 @@ def sorb_settings(encoder_filters: Sequence[int] = (8, 16, 32, 64), kernel_size:
     """SoRB's model settings (App. B.4 / A.1 defaults), as a JSON-able dict (gin-configurable).
 
     The network arguments are those of :func:`distance_networks.network_settings` (same meaning,
-    owned here so that a SoRB run is configured apart from the MBOLD distance).
+    owned here so that a SoRB run is configured apart from the MBOLD distance: a binding of
+    ``network_settings`` does not reach SoRB).
     ``num_bins``: distance bins of the critic (10 in the paper). ``max_dist``: graph edges join
     observations whose predicted distance is ≤ this many steps (4 in the paper).
     ``graph_size``: observations of the training data in the graph (2,000 in the paper).
@@ -68,7 +69,7 @@ def sorb_settings(encoder_filters: Sequence[int] = (8, 16, 32, 64), kernel_size:
     if int(graph_size) < 2:
         raise ValueError(f"sorb_settings.graph_size must be >= 2 observations (the paper: 2000), "
                          f"got {graph_size}.")
-    networks = dn.network_settings(
+    networks = dn.networks_dict(
         encoder_filters=encoder_filters, kernel_size=kernel_size, strides=strides,
         batch_norm_layers=batch_norm_layers, critic_fc_layers=critic_fc_layers,
         actor_fc_layers=actor_fc_layers, fc_units=fc_units, critic_fc_norm=critic_fc_norm,
@@ -350,3 +351,11 @@ def read_graph(root_dir: str) -> Optional[SorbGraph]:
     with np.load(path) as f:
         return SorbGraph(images=f["images"], distances=f["distances"], indices=f["indices"],
                          checkpoint_step=int(f["checkpoint_step"]), seed=int(f["seed"]))
+
+
+MODEL_KEYS = ("networks", "num_bins", "max_dist", "graph_size")  # sorb_settings' keys
+
+
+def build_model(settings: Dict) -> "SorbModel":
+    """A :class:`SorbModel` (variables created) from a run's stored settings (config.json)."""
+    return SorbModel({k: settings[k] for k in MODEL_KEYS}, action_dim=settings["action_dim"])

@@ -59,7 +59,7 @@ def correlated_samples(mean: tf.Tensor, std: tf.Tensor, num: int, beta: float,
 
 
 def cem(cost_fn: Callable[[tf.Tensor], tf.Tensor], init_mean: tf.Tensor, init_std: tf.Tensor,
-        seed: tf.Tensor, config: CEMConfig = CEMConfig()) -> Tuple[tf.Tensor, tf.Tensor]:
+        seed: tf.Tensor, config: CEMConfig | None = None) -> Tuple[tf.Tensor, tf.Tensor]:
     """Runs CEM; traceable inside ``tf.function``.
 
     Args:
@@ -67,10 +67,11 @@ def cem(cost_fn: Callable[[tf.Tensor], tf.Tensor], init_mean: tf.Tensor, init_st
       init_mean: float32 [h, A] (zeros, or the previous plan shifted).
       init_std: float32 [A] or [h, A] (the task's data-collection std).
       seed: int [2] stateless seed; the same seed gives the same plan.
-      config: :class:`CEMConfig`.
+      config: :class:`CEMConfig`; None: the gin-configured one, built at this call.
     Returns:
       (best actions float32 [h, A], best cost float32 []).
     """
+    config = CEMConfig() if config is None else config
     mean = tf.convert_to_tensor(init_mean, tf.float32)
     h, a = mean.shape[0], mean.shape[1]
     std0 = tf.broadcast_to(tf.convert_to_tensor(init_std, tf.float32), [h, a])

@@ -30,8 +30,6 @@ import gin
 import tensorflow as tf
 
 from mbold_tf.agents import checkpoints
-from mbold_tf.models import rig as rig_model
-from mbold_tf.models import video_predictor
 from mbold_tf.planning import cem
 from mbold_tf.planning import costs
 from mbold_tf.planning import dreamer_policy
@@ -39,9 +37,6 @@ from mbold_tf.planning import mpc_policy
 from mbold_tf.planning import policies
 from mbold_tf.planning import rig_policy
 from mbold_tf.planning import sorb_policy
-from mbold_tf.training import dreamer as dreamer_training
-from mbold_tf.training import sorb as sorb_training
-from mbold_tf.utils import run_config
 
 METHODS = ("mbold", "vf", "vae", "temporal", "q_only", "gcbc", "sorb", "rig", "dreamer",
            "dreamer_arm_l2", "random", "privileged", "ideal_eq3")
@@ -57,7 +52,7 @@ _SCORERS = {"mbold": ("distance",), "vf": (), "vae": ("vae",), "temporal": ("tem
 # The planners whose cost reads the true simulated state: they plan with the simulator only.
 SIMULATOR_ONLY = tuple(m for m, c in PLANNER_COST.items() if c in costs.SIMULATOR_ONLY_COSTS)
 # The Dreamer run's reward each Dreamer method expects (mbold_tf.models.dreamer.REWARDS).
-DREAMER_REWARD = {"dreamer": "pixel_mse", "dreamer_arm_l2": "arm_l2"}
+DREAMER_REWARD = checkpoints.DREAMER_REWARD
 
 
 def requires(method: str, model: str = "predictor") -> tuple:
@@ -81,7 +76,8 @@ def requires(method: str, model: str = "predictor") -> tuple:
     return (model,) + _SCORERS[method]
 
 
-@gin.configurable(denylist=["method", "model", "models", "seed"])
+@gin.configurable(denylist=["method", "time_step_spec", "action_spec", "init_std", "models",
+                             "seed", "model"])
 def make_policy(method: str, time_step_spec, action_spec, init_std,
                 models: Dict[str, Any], seed: int = 0, model: str = "predictor",
                 config: Optional[cem.CEMConfig] = None, replan_every: int = 6,
@@ -143,7 +139,7 @@ def make_policy(method: str, time_step_spec, action_spec, init_std,
             raise ValueError(f"Method {method!r} needs a Dreamer run trained with reward "
                              f"{DREAMER_REWARD[method]!r}, but {model.root_dir!r} was trained "
                              f"with {model.reward_name!r}; pass it as --"
-                             f"{_dreamer_method(model.reward_name)}_dir.")
+                             f"{checkpoints.dreamer_role(model.reward_name)}_dir.")
         return dreamer_policy.DreamerPolicy(time_step_spec, action_spec, model, name=method)
     config = config or cem.CEMConfig()
     cost_name = PLANNER_COST[method]
@@ -184,42 +180,3 @@ def make_policy(method: str, time_step_spec, action_spec, init_std,
         replan_every=replan_every, seed=seed, episode_length=episode_length,
         closed_loop_final_steps=closed_loop_final_steps, final_action_fn=final_action_fn,
         final_action_steps=final_steps, models=tracked, name=method)
-
-
-def _dreamer_method(reward: str) -> str:
-    return {v: k for k, v in DREAMER_REWARD.items()}.get(reward, "dreamer")
-
-
-def load_models(predictor_dir: Optional[str] = None, distance_dir: Optional[str] = None,
-                vae_dir: Optional[str] = None, temporal_dir: Optional[str] = None,
-                gcbc_dir: Optional[str] = None, sorb_dir: Optional[str] = None,
-                rig_dir: Optional[str] = None, dreamer_dir: Optional[str] = None,
-                dreamer_arm_l2_dir: Optional[str] = None) -> Dict[str, Any]:
-    """Loads the trained models whose run directories are given, keyed by role.
-
-    ``distance_dir`` may join several runs of one configuration with commas: the 'distance' is
-    then their :class:`~mbold_tf.agents.distances.DistanceEnsemble` (Q averaged).
-    """
-    models: Dict[str, Any] = {}
-    if predictor_dir:
-        models["predictor"] = video_predictor.load_predictor(predictor_dir)
-    for role, path in (("distance", distance_dir), ("vae", vae_dir),
-                       ("temporal", temporal_dir)):
-        if path:
-            models[role] = checkpoints.load_distance(path)
-    if gcbc_dir:
-        models["gcbc"] = checkpoints.load_gcbc(gcbc_dir)
-    if sorb_dir:
-        models["sorb"] = sorb_training.load_sorb(sorb_dir)
-    if rig_dir:
-        models["rig"] = rig_model.load_rig(rig_dir)
-    for role, path in (("dreamer", dreamer_dir), ("dreamer_arm_l2", dreamer_arm_l2_dir)):
-        if path:
-            models[role] = dreamer_training.load_dreamer(path)
-            if models[role].reward_name != DREAMER_REWARD[role]:
-                raise run_config.ConfigMismatchError(
-                    f"--{role}_dir={path!r} was trained with reward "
-                    f"{models[role].reward_name!r}, but method {role!r} is Dreamer with reward "
-                    f"{DREAMER_REWARD[role]!r}; pass it as "
-                    f"--{_dreamer_method(models[role].reward_name)}_dir.")
-    return models

@@ -45,7 +45,8 @@ class MPCPolicy(tf_policy.TFPolicy):
       model_fn, cost_fn: see the module docstring.
       init_std: per-dimension std of the initial sampling distribution (the task's collection
         std, Table 4).
-      config: :class:`~mbold_tf.planning.cem.CEMConfig` (N, K, I, h).
+      config: :class:`~mbold_tf.planning.cem.CEMConfig` (N, K, I, h); None: the gin-configured
+        one, built when the policy is.
       replan_every: execute this many planned actions before replanning (the paper's k = 6;
         1 replans every step).
       warm_start: start each CEM from the previous plan shifted (else from zeros).
@@ -67,11 +68,12 @@ class MPCPolicy(tf_policy.TFPolicy):
     """
 
     def __init__(self, time_step_spec, action_spec, model_fn: Callable, cost_fn: Callable,
-                 init_std: Sequence[float], config: cem_lib.CEMConfig = cem_lib.CEMConfig(),
+                 init_std: Sequence[float], config: Optional[cem_lib.CEMConfig] = None,
                  replan_every: int = 6, warm_start: bool = False, seed: int = 0,
                  episode_length: Optional[int] = None, closed_loop_final_steps: int = 0,
                  final_action_fn: Optional[Callable] = None, final_action_steps: int = 0,
                  models: Sequence[tf.Module] = (), name: Optional[str] = None):
+        config = cem_lib.CEMConfig() if config is None else config
         if not 1 <= replan_every <= config.horizon:
             raise ValueError(f"replan_every={replan_every} must be in [1, horizon="
                              f"{config.horizon}].")

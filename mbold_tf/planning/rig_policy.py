@@ -6,9 +6,9 @@ mode of its tanh-squashed normal): ``a = tanh(μ(z(s) ‖ z(g)))``, float32 [B, 
 [-1, 1]. It is stateless and exports with ``tf_agents.policies.policy_saver.PolicySaver``
 (the model is tracked by the policy)::
 
-    from mbold_tf.models import rig
+    from mbold_tf.agents import checkpoints
     from mbold_tf.planning import rig_policy
-    policy = rig_policy.RigPolicy(time_step_spec, action_spec, rig.load_rig(root_dir))
+    policy = rig_policy.RigPolicy(time_step_spec, action_spec, checkpoints.load_rig(root_dir))
 """
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ class RigPolicy(tf_policy.TFPolicy):
         with 'image' and 'goal_image' uint8 [64, 64, 3], other keys ignored), e.g.
         ``goal_env.tf_specs()[0]``.
       action_spec: BoundedTensorSpec float32 [A] (A = the model's action size).
-      model: :class:`~mbold_tf.models.rig.RigModel`, e.g. ``rig.load_rig(root_dir)``.
+      model: :class:`~mbold_tf.models.rig.RigModel`, e.g. ``checkpoints.load_rig(root_dir)``.
     Raises:
       ValueError when the specs' images are not 64×64×3 or the action size differs.
     Actions are float32 [B, A], finite and clipped into the action spec's bounds; info is ().

@@ -289,14 +289,14 @@ def make_sorb_policy(time_step_spec, action_spec, sorb_model, gcbc_model,
                      name: Optional[str] = None) -> SorbPolicy:
     """The paper's SoRB policy from a loaded SoRB run and a GCBC model.
 
-    ``sorb_model``: :func:`mbold_tf.training.sorb.load_sorb` (its ``.graph`` and
+    ``sorb_model``: :func:`mbold_tf.agents.checkpoints.load_sorb` (its ``.graph`` and
     ``settings['max_dist']``); ``gcbc_model``: ``checkpoints.load_gcbc`` (``.action`` reaches
     the waypoints).
     """
     graph = getattr(sorb_model, "graph", None)
     if graph is None:
         raise ValueError("The SoRB model has no graph; load it with "
-                         "mbold_tf.training.sorb.load_sorb(root_dir).")
+                         "mbold_tf.agents.checkpoints.load_sorb(root_dir).")
     return SorbPolicy(time_step_spec, action_spec, sorb_model.distance, graph.images,
                       graph.distances, gcbc_model.action, sorb_model.settings["max_dist"],
                       models=[sorb_model, gcbc_model], name=name)

@@ -1,4 +1,4 @@
-"""Training and loading of the distance function (CQL-TD3, §4 / App. A.1) and its baselines.
+"""Training of the distance function (CQL-TD3, §4 / App. A.1) and its baselines.
 
 ``train_distance(root_dir, method=...)`` trains one of
 
@@ -11,14 +11,21 @@
 
 through :class:`mbold_tf.utils.training.TrainingLoop` (resume, NaN guard, SIGTERM save, steps/s
 and ETA logs, TensorBoard scalars in ``root_dir/train``). The model's settings go to
-``root_dir/config.json`` (kind ``'distance'``); :func:`load_distance` and :func:`load_gcbc`
-rebuild the model from them and restore the latest checkpoint.
+``root_dir/config.json`` (kind ``'distance'``); :func:`mbold_tf.agents.checkpoints.load_distance`
+and :func:`~mbold_tf.agents.checkpoints.load_gcbc` rebuild the model from them and restore the
+latest checkpoint.
+
+:func:`train_distance` owns the run's settings (γ, τ, learning rate, reward scheme, negatives)
+and records them; the agent is built from that record (:func:`build_agent`), so
+``CqlTd3Agent``'s copies of them are denylisted in gin and bind only through
+``train_distance``. Each method's model, input pipeline and update come from one builder:
+:func:`_agent_run` for the agent methods, :func:`_baseline_run` for the baselines.
 """
 from __future__ import annotations
 
 import itertools
 import time
-from typing import Dict, Optional
+from typing import Callable, Dict, NamedTuple, Optional
 
 from absl import logging
 import gin
@@ -41,13 +48,8 @@ from mbold_tf.utils import run_config
 from mbold_tf.utils import training
 
 METHODS = ("cql_td3", "td3", "temporal", "vae", "gcbc")
-# The loaders live with the agents (mbold_tf.agents.checkpoints); re-exported for callers here.
 KIND = checkpoints.KIND
 AGENT_METHODS = checkpoints.AGENT_METHODS
-build_baseline = checkpoints.build_baseline
-load_distance = checkpoints.load_distance
-load_gcbc = checkpoints.load_gcbc
-_build_baseline_variables = checkpoints._build_baseline_variables  # pylint: disable=protected-access
 
 
 DIVERGENCE_SLACK = 10.0  # Q may leave q_bounds by this many times their width before it "diverged"
@@ -58,25 +60,182 @@ def _check_choice(name: str, value, choices):
         raise ValueError(f"Unknown {name} {value!r}; choose one of {choices}.")
 
 
-def build_agent(settings: Dict, learning_rate: float = 3e-4, cql_tau: float = 3.0,
-                train_step_counter: Optional[tf.Variable] = None):
-    """Networks and a :class:`CqlTd3Agent` from stored settings (``method``, ``gamma``, nets)."""
+def build_agent(settings: Dict, train_step_counter: Optional[tf.Variable] = None):
+    """Networks and a :class:`CqlTd3Agent` from a run's stored settings.
+
+    ``settings``: ``method`` ('cql_td3' or 'td3'), ``action_dim``, ``networks``, ``gamma``,
+    ``reward_scheme`` (the TD targets are clipped into its Q range), ``learning_rate`` (Adam, actor
+    and critics) and ``cql_tau``, as :func:`train_distance` records them.
+    Returns (agent, (actor, critic1, critic2)).
+    """
     actor, critic1, critic2 = dn.build_networks(settings["networks"],
                                                 act_spec=dn.action_spec(settings["action_dim"]))
     agent = cql_td3_agent.CqlTd3Agent(
         ts.time_step_spec(dn.observation_spec()), dn.action_spec(settings["action_dim"]),
         actor_network=actor, critic_network=critic1, critic_network_2=critic2,
-        actor_optimizer=tf.keras.optimizers.Adam(learning_rate),
-        critic_optimizer=tf.keras.optimizers.Adam(learning_rate),
-        cql=settings["method"] == "cql_td3", cql_tau=cql_tau, gamma=settings["gamma"],
-        td_target_bounds=distances.q_bounds(settings.get("reward_scheme", "indicator"),
-                                            settings["gamma"]),
+        actor_optimizer=tf.keras.optimizers.Adam(settings["learning_rate"]),
+        critic_optimizer=tf.keras.optimizers.Adam(settings["learning_rate"]),
+        cql=settings["method"] == "cql_td3", cql_tau=settings["cql_tau"], gamma=settings["gamma"],
+        td_target_bounds=distances.q_bounds(settings["reward_scheme"], settings["gamma"]),
         train_step_counter=train_step_counter)
     agent.initialize()
     return agent, (actor, critic1, critic2)
 
 
-@gin.configurable
+class _Run(NamedTuple):
+    """What :class:`~mbold_tf.utils.training.TrainingLoop` needs from one method's builder."""
+    trackables: Dict[str, tf.Module]
+    train_step: Callable[[], Dict[str, tf.Tensor]]
+    before_save: Optional[Callable[[], None]]
+    bounds: Dict
+
+
+def _run_settings(method: str, action_dim: int, reward_scheme: str, gamma: float,
+                  negatives_key: str, learning_rate: float, cql_tau: float,
+                  predicted_states_dir: Optional[str], predicted_state_fraction: float) -> Dict:
+    """The run's record (config.json): the model and, for the agent methods, its training."""
+    agent_kind = method in AGENT_METHODS
+    settings = {"method": method, "action_dim": int(action_dim),
+                "networks": dn.network_settings() if agent_kind else baselines.baseline_settings()}
+    if agent_kind:
+        # The agent's gin settings (e.g. CqlTd3Agent.actor_bc_weight) join the run's record, so
+        # resuming with other values fails naming them instead of mixing two trainings.
+        agent_settings = {k: v for k, v in sorted(
+            gin.get_bindings(cql_td3_agent.CqlTd3Agent).items())}
+        settings.update(reward_scheme=reward_scheme, gamma=float(gamma),
+                        negatives_key=negatives_key, learning_rate=float(learning_rate),
+                        cql_tau=float(cql_tau), agent=agent_settings)
+        if predicted_states_dir:
+            settings["predicted_state_fraction"] = float(predicted_state_fraction)
+    return settings
+
+
+def _distributed(strategy, replica_step, batches):
+    """A step running ``replica_step`` on the next distributed batch, scalars averaged."""
+    def distributed_step():
+        outs = strategy.run(replica_step, args=(next(batches),))
+        return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
+                for k, v in outs.items()}
+    return distributed_step
+
+
+def _predicted_frames(arrays: rlds.EpisodeArrays, predicted_states_dir: Optional[str],
+                      fraction: float) -> Dict:
+    """``distance_dataset``'s keyword arguments that mix a predictor's frames into the states
+    (none without ``predicted_states_dir``)."""
+    if not predicted_states_dir:
+        return {}
+    t_pred = time.time()
+    mix = {"state_images": predicted_frames.predicted_images(
+               arrays, video_predictor.load_predictor(predicted_states_dir)),
+           "state_image_fraction": fraction}
+    logging.info("Predicted frames of %d steps from %s in %.1f s", len(arrays.images),
+                 predicted_states_dir, time.time() - t_pred)
+    return mix
+
+
+def _agent_run(settings: Dict, arrays: rlds.EpisodeArrays, strategy, batch_size: int, seed: int,
+               bn_recalibration_batches: int, step: tf.Variable,
+               predicted_states_dir: Optional[str]) -> _Run:
+    """The CQL-TD3 / TD3 agent's training: relabelled transitions with hard negatives."""
+    negatives_key, reward_scheme = settings["negatives_key"], settings["reward_scheme"]
+    table = None
+    if negatives_key != "none":
+        table = neighbors.neighbor_table(arrays)
+    mix = _predicted_frames(arrays, predicted_states_dir,
+                            settings.get("predicted_state_fraction"))
+
+    def dataset_fn(input_context):
+        return pipelines.distance_dataset(
+            arrays, neighbor_table=table,
+            batch_size=input_context.get_per_replica_batch_size(batch_size),
+            negatives_key=negatives_key, reward_scheme=reward_scheme,
+            seed=distribute.shard_seed(seed, input_context), **mix)
+
+    with strategy.scope():
+        agent, (actor, critic1, critic2) = build_agent(settings)
+    trackables = {"agent": agent, "actor_network": actor, "critic_network_1": critic1,
+                  "critic_network_2": critic2}
+    it = iter(strategy.distribute_datasets_from_function(dataset_fn))
+
+    def replica_step(batch):
+        with tf.summary.record_if(False):
+            info = agent.train(cql_td3_agent.trajectory_from_batch(batch))
+        out = {"loss": info.loss}
+        out.update({k: tf.cast(v, tf.float32) for k, v in info.extra._asdict().items()})
+        return out
+
+    distributed_step = _distributed(strategy, replica_step, it)
+    if strategy.num_replicas_in_sync > 1:
+        # The actor's every-other-step update cannot be a tf.cond around an all-reduce: two
+        # compiled steps, chosen in Python (CqlTd3Agent.actor_update_decided_in_python).
+        def traced(update_actor):
+            @tf.function
+            def step_fn():
+                with agent.actor_update_decided_in_python(update_actor):
+                    return distributed_step()
+            return step_fn
+
+        with_actor, critic_only = traced(True), traced(False)
+
+        def train_step():
+            n = int(agent.train_step_counter.numpy())
+            return (with_actor if n % agent.actor_update_period == 0 else critic_only)()
+    else:
+        train_step = tf.function(distributed_step)
+
+    before_save = None
+    if bn_recalibration_batches > 0:
+        recal_ds = pipelines.distance_dataset(
+            arrays, neighbor_table=table, batch_size=batch_size, negatives_key=negatives_key,
+            reward_scheme=reward_scheme, seed=seed + 1, **mix)
+        before_save = _agent_recalibration(actor, critic1, critic2, iter(recal_ds),
+                                           bn_recalibration_batches, step)
+    # The true Q of these rewards lies in q_bounds; a critic ten ranges beyond it diverged.
+    lo, hi = distances.q_bounds(reward_scheme, settings["gamma"])
+    slack = DIVERGENCE_SLACK * (hi - lo)
+    bounds = {k: (lo - slack, hi + slack) for k in ("q_data", "td_target")}
+    return _Run(trackables, train_step, before_save, bounds)
+
+
+def _baseline_run(settings: Dict, arrays: rlds.EpisodeArrays, strategy, batch_size: int,
+                  seed: int, learning_rate: float, bn_recalibration_batches: int) -> _Run:
+    """A baseline's training ('temporal', 'vae', 'gcbc'): its own loss on pairs of one episode."""
+
+    def dataset_fn(input_context):
+        return pipelines.pairs_dataset(
+            arrays, batch_size=input_context.get_per_replica_batch_size(batch_size),
+            seed=distribute.shard_seed(seed, input_context))
+
+    with strategy.scope():
+        model = checkpoints.build_baseline(settings)
+        checkpoints.build_baseline_variables(model, settings["method"])
+        optimizer = tf.keras.optimizers.Adam(learning_rate)
+    it = iter(strategy.distribute_datasets_from_function(dataset_fn))
+
+    def replica_step(batch):
+        with tf.GradientTape() as tape:
+            losses = model.losses_for(batch, training=True)
+            # Optimizers sum the replicas' gradients: each replica's mean counts 1/replicas.
+            scaled = losses["loss"] / strategy.num_replicas_in_sync
+        variables = model.trainable_variables
+        optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
+        return losses
+
+    train_step = tf.function(_distributed(strategy, replica_step, it))
+    before_save = None
+    if bn_recalibration_batches > 0:
+        recal_it = iter(pipelines.pairs_dataset(arrays, batch_size=batch_size, seed=seed + 1))
+
+        def before_save():
+            n = batch_norm.recalibrate(
+                [model], lambda b: model.losses_for(b, training=True),
+                itertools.islice(recal_it, bn_recalibration_batches))
+            logging.info("Batch-norm statistics recomputed from %d batches", n)
+    return _Run({"model": model, "optimizer": optimizer}, train_step, before_save, {})
+
+
+@gin.configurable(denylist=["root_dir", "arrays"])
 def train_distance(root_dir: str, method: str = "cql_td3",
                    dataset: str = "mbold_tabletop/push1_cpu", data_dir: Optional[str] = None,
                    total_steps: int = 93750, batch_size: int = 64,
@@ -129,128 +288,27 @@ def train_distance(root_dir: str, method: str = "cql_td3",
             f"train_distance.batch_size = {batch_size} is the global batch and must split evenly "
             f"over the {replicas} replicas; set it to a multiple of {replicas}.")
     tf.random.set_seed(seed)
-    agent_kind = method in AGENT_METHODS
     if arrays is None:
         arrays = rlds.load_episodes(dataset, "train", data_dir=data_dir, max_episodes=max_episodes)
     # The action size comes from the data (4 for the tabletop tasks), before it is recorded.
-    settings = {"method": method, "action_dim": int(arrays.actions.shape[-1]),
-                "networks": dn.network_settings() if agent_kind else baselines.baseline_settings()}
-    if agent_kind:
-        # The agent's gin settings (e.g. CqlTd3Agent.actor_bc_weight) join the run's record, so
-        # resuming with other values fails naming them instead of mixing two trainings.
-        agent_settings = {k: v for k, v in sorted(
-            gin.get_bindings(cql_td3_agent.CqlTd3Agent).items())}
-        settings.update(reward_scheme=reward_scheme, gamma=float(gamma),
-                        negatives_key=negatives_key, learning_rate=float(learning_rate),
-                        cql_tau=float(cql_tau), agent=agent_settings)
-        if predicted_states_dir:
-            settings["predicted_state_fraction"] = float(predicted_state_fraction)
+    settings = _run_settings(method, arrays.actions.shape[-1], reward_scheme, gamma,
+                             negatives_key, learning_rate, cql_tau, predicted_states_dir,
+                             predicted_state_fraction)
     run_config.check_or_write_config(write_dir, KIND, settings)
     rlds.write_data_stats(write_dir, arrays, dataset)  # (after the check: never in another run)
 
     step = tf.Variable(0, dtype=tf.int64, name="global_step")
-    if agent_kind:
-        table = None
-        if negatives_key != "none":
-            table = neighbors.neighbor_table(arrays)
-        mix = {}
-        if predicted_states_dir:
-            t_pred = time.time()
-            mix = {"state_images": predicted_frames.predicted_images(
-                       arrays, video_predictor.load_predictor(predicted_states_dir)),
-                   "state_image_fraction": predicted_state_fraction}
-            logging.info("Predicted frames of %d steps from %s in %.1f s", len(arrays.images),
-                         predicted_states_dir, time.time() - t_pred)
-        def dataset_fn(input_context):
-            return pipelines.distance_dataset(
-                arrays, neighbor_table=table,
-                batch_size=input_context.get_per_replica_batch_size(batch_size),
-                negatives_key=negatives_key, reward_scheme=reward_scheme,
-                seed=distribute.shard_seed(seed, input_context), **mix)
-
-        with strategy.scope():
-            agent, (actor, critic1, critic2) = build_agent(settings, learning_rate, cql_tau)
-        trackables = {"agent": agent, "actor_network": actor, "critic_network_1": critic1,
-                      "critic_network_2": critic2}
-        it = iter(strategy.distribute_datasets_from_function(dataset_fn))
-
-        def replica_step(batch):
-            with tf.summary.record_if(False):
-                info = agent.train(cql_td3_agent.trajectory_from_batch(batch))
-            out = {"loss": info.loss}
-            out.update({k: tf.cast(v, tf.float32) for k, v in info.extra._asdict().items()})
-            return out
+    if method in AGENT_METHODS:
+        run = _agent_run(settings, arrays, strategy, batch_size, seed, bn_recalibration_batches,
+                         step, predicted_states_dir)
     else:
-        def dataset_fn(input_context):
-            return pipelines.pairs_dataset(
-                arrays, batch_size=input_context.get_per_replica_batch_size(batch_size),
-                seed=distribute.shard_seed(seed, input_context))
-
-        with strategy.scope():
-            model = build_baseline(settings)
-            _build_baseline_variables(model, method)
-            optimizer = tf.keras.optimizers.Adam(learning_rate)
-        trackables = {"model": model, "optimizer": optimizer}
-        it = iter(strategy.distribute_datasets_from_function(dataset_fn))
-
-        def replica_step(batch):
-            with tf.GradientTape() as tape:
-                losses = model.losses_for(batch, training=True)
-                # Optimizers sum the replicas' gradients: each replica's mean counts 1/replicas.
-                scaled = losses["loss"] / strategy.num_replicas_in_sync
-            variables = model.trainable_variables
-            optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
-            return losses
-
-    def distributed_step():
-        outs = strategy.run(replica_step, args=(next(it),))
-        return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
-                for k, v in outs.items()}
-
-    if agent_kind and replicas > 1:
-        # The actor's every-other-step update cannot be a tf.cond around an all-reduce: two
-        # compiled steps, chosen in Python (CqlTd3Agent.actor_update_decided_in_python).
-        def traced(update_actor):
-            @tf.function
-            def step_fn():
-                with agent.actor_update_decided_in_python(update_actor):
-                    return distributed_step()
-            return step_fn
-
-        with_actor, critic_only = traced(True), traced(False)
-
-        def train_step():
-            n = int(agent.train_step_counter.numpy())
-            return (with_actor if n % agent.actor_update_period == 0 else critic_only)()
-    else:
-        train_step = tf.function(distributed_step)
-
-    before_save = None
-    if bn_recalibration_batches > 0:
-        if agent_kind:
-            recal_ds = pipelines.distance_dataset(
-                arrays, neighbor_table=table, batch_size=batch_size, negatives_key=negatives_key,
-                reward_scheme=reward_scheme, seed=seed + 1, **mix)
-            before_save = _agent_recalibration(actor, critic1, critic2, iter(recal_ds),
-                                               bn_recalibration_batches, step)
-        else:
-            recal_it = iter(pipelines.pairs_dataset(arrays, batch_size=batch_size, seed=seed + 1))
-
-            def before_save():
-                n = batch_norm.recalibrate(
-                    [model], lambda b: model.losses_for(b, training=True),
-                    itertools.islice(recal_it, bn_recalibration_batches))
-                logging.info("Batch-norm statistics recomputed from %d batches", n)
-    bounds = {}
-    if agent_kind:
-        # The true Q of these rewards lies in q_bounds; a critic ten ranges beyond it diverged.
-        lo, hi = distances.q_bounds(reward_scheme, gamma)
-        slack = DIVERGENCE_SLACK * (hi - lo)
-        bounds = {k: (lo - slack, hi + slack) for k in ("q_data", "td_target")}
-    loop = training.TrainingLoop(root_dir, trackables, step, total_steps,
+        run = _baseline_run(settings, arrays, strategy, batch_size, seed, learning_rate,
+                            bn_recalibration_batches)
+    loop = training.TrainingLoop(root_dir, run.trackables, step, total_steps,
                                  checkpoint_every=checkpoint_every, summary_every=summary_every,
-                                 log_every=log_every, before_save=before_save, bounds=bounds)
-    result = {"method": method, **loop.timed_run(train_step)}
+                                 log_every=log_every, before_save=run.before_save,
+                                 bounds=run.bounds)
+    result = {"method": method, **loop.timed_run(run.train_step)}
     logging.info("Trained %s: %s", method, result)
     return result
 

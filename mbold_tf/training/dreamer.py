@@ -1,4 +1,4 @@
-"""Training and loading of offline goal-conditioned Dreamer (App. B.2) and its arm-ℓ2 oracle.
+"""Training of offline goal-conditioned Dreamer (App. B.2) and its arm-ℓ2 oracle.
 
 ``train_dreamer(root_dir, reward=...)`` trains :class:`~mbold_tf.models.dreamer.DreamerModel` on
 windows of the offline episodes (:func:`dreamer_dataset`) through
@@ -7,13 +7,13 @@ logs, TensorBoard scalars in ``root_dir/train``). Each step updates the world mo
 reward predictor), then the actor and the value in imagination (:class:`DreamerTrainer`). The
 model's settings, the reward and the optimiser settings go to ``root_dir/config.json`` (kind
 ``'dreamer'``), so resuming or extending a run with other settings fails naming them;
-:func:`load_dreamer` rebuilds the model from them and restores the latest checkpoint.
+:func:`mbold_tf.agents.checkpoints.load_dreamer` rebuilds the model from them and restores the
+latest checkpoint.
 
 Single device (no distribution strategy): the run fits one CPU or GPU.
 """
 from __future__ import annotations
 
-import os
 from typing import Dict, Optional
 
 from absl import logging
@@ -26,7 +26,7 @@ from mbold_tf.models import dreamer as dreamer_model
 from mbold_tf.utils import run_config
 from mbold_tf.utils import training
 
-KIND = "dreamer"
+KIND = dreamer_model.KIND
 
 
 def check_dataset_for_reward(arrays: rlds.EpisodeArrays, reward: str,
@@ -192,7 +192,7 @@ def _run_settings(reward: str, action_dim: int, sequence_length: int, model_lr: 
             "value_lr": float(value_lr), "grad_clip": float(grad_clip)}
 
 
-@gin.configurable(denylist=["arrays"])
+@gin.configurable(denylist=["root_dir", "arrays"])
 def train_dreamer(root_dir: str, dataset: str = "mbold_tabletop/reach_cpu",
                   reward: str = "pixel_mse", total_steps: int = 2000, batch_size: int = 50,
                   sequence_length: int = 31, data_dir: Optional[str] = None,
@@ -264,27 +264,3 @@ def train_dreamer(root_dir: str, dataset: str = "mbold_tabletop/reach_cpu",
 def _model_inputs(batch: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
     """The keys the training step reads (one traced signature whatever the reward)."""
     return {k: batch[k] for k in ("images", "actions", "goal", "reward")}
-
-
-def load_dreamer(root_dir: str) -> dreamer_model.DreamerModel:
-    """The trained :class:`~mbold_tf.models.dreamer.DreamerModel` in ``root_dir``.
-
-    The returned model also carries ``reward_name`` (the run's reward, 'pixel_mse' or
-    'arm_l2'), ``run_settings`` (the
-    run's config.json settings) and ``root_dir``. Raises FileNotFoundError for a directory
-    without config or checkpoint, ConfigMismatchError for a run of another kind, ValueError
-    for non-finite weights.
-    """
-    settings = run_config.read_config(root_dir, KIND)
-    latest = tf.train.latest_checkpoint(os.path.join(root_dir, "ckpt"))
-    if not latest:
-        raise FileNotFoundError(f"No checkpoint in {os.path.join(root_dir, 'ckpt')}; train with "
-                                f"python -m launch.train_dreamer --root_dir={root_dir}.")
-    model = dreamer_model.build_model(settings["model"], settings["action_dim"])
-    tf.train.Checkpoint(model=model).restore(latest).expect_partial() \
-        .assert_existing_objects_matched()
-    training.check_finite_weights({"model": model}, latest)
-    model.reward_name = settings["reward"]
-    model.run_settings = settings
-    model.root_dir = root_dir
-    return model

@@ -20,7 +20,7 @@
 The model settings go to ``<root_dir>/config.json`` (kind ``'rig'``), each stage's training
 settings to its own ``config.json`` (kinds ``'rig_vae'``, ``'rig_sac'``, the latter with the VAE
 checkpoint step it encodes with), so resuming with other settings fails naming them.
-:func:`load_rig` (from :mod:`mbold_tf.models.rig`) rebuilds the trained VAE and actor.
+:func:`mbold_tf.agents.checkpoints.load_rig` rebuilds the trained VAE and actor.
 """
 from __future__ import annotations
 
@@ -39,6 +39,7 @@ from tf_agents.trajectories import policy_step
 from tf_agents.trajectories import time_step as ts
 from tf_agents.trajectories import trajectory
 
+from mbold_tf.agents import checkpoints
 from mbold_tf.data import collect
 from mbold_tf.data import rlds
 from mbold_tf.envs import tasks
@@ -48,7 +49,6 @@ from mbold_tf.utils import run_config
 from mbold_tf.utils import training
 
 KIND = rig.KIND
-load_rig = rig.load_rig  # re-exported: the loader lives with the model (no training code)
 DATASET_SIZES = ("tiny", "small", "cpu", "paper")  # tfds_builders/mbold_tabletop sizes
 
 
@@ -93,7 +93,7 @@ def dataset_task(dataset: str) -> Optional[str]:
 
 
 # -- stage 1: the VAE ------------------------------------------------------------------------------
-@gin.configurable
+@gin.configurable(denylist=["root_dir", "arrays"])
 def train_rig_vae(root_dir: str, dataset: str = "mbold_tabletop/reach_cpu",
                   data_dir: Optional[str] = None, max_episodes: Optional[int] = None,
                   total_steps: int = 3125000, batch_size: int = 32,
@@ -410,7 +410,7 @@ def encode_episodes(model: rig.RigModel, arrays: rlds.EpisodeArrays, episode_ste
     return latents.astype(np.float32), actions, goals
 
 
-@gin.configurable
+@gin.configurable(denylist=["root_dir", "arrays"])
 def train_rig_sac(root_dir: str, task: str = "reach", total_steps: int = 600000,
                   batch_size: int = 256, actor_learning_rate: float = 3e-4,
                   critic_learning_rate: float = 3e-4, alpha_learning_rate: float = 3e-4,
@@ -490,7 +490,7 @@ def train_rig_sac(root_dir: str, task: str = "reach", total_steps: int = 600000,
                          f"train_rig_sac.task = {data_task!r} or use another run directory.")
     # The gin model settings must still be those the VAE was trained with.
     settings = _root_config(root_dir, stored["action_dim"])
-    model = rig.load_rig(root_dir, vae_only=True)
+    model = checkpoints.load_rig(root_dir, vae_only=True)
     vae_step = rig.checkpoint_step(model.vae_checkpoint)
     sac_dir = os.path.join(root_dir, rig.SAC_DIR)
     if offline_episodes and arrays is None and vae_config["dataset"] == "<arrays>":

@@ -1,4 +1,4 @@
-"""Training and loading of the SoRB baseline (Search on the Replay Buffer, App. B.4).
+"""Training of the SoRB baseline (Search on the Replay Buffer, App. B.4).
 
 ``train_sorb(root_dir)`` trains :class:`~mbold_tf.models.sorb.SorbModel` (distributional critic
 + deterministic actor, Polyak targets, TD3's delayed actor updates and target smoothing) on the
@@ -11,11 +11,11 @@ The settings go to ``root_dir/config.json`` (kind ``'sorb'``).
 After training it builds SoRB's graph: ``graph_size`` observations sampled (seeded) from the
 training steps and their pairwise predicted distances, saved as ``root_dir/graph.npz``
 (:class:`~mbold_tf.models.sorb.SorbGraph`); a rerun on a finished run rebuilds it only when it
-is missing or from another checkpoint. :func:`load_sorb` returns the model with ``.graph``.
+is missing or from another checkpoint. :func:`mbold_tf.agents.checkpoints.load_sorb` returns the
+model with ``.graph``.
 """
 from __future__ import annotations
 
-import os
 import time
 from typing import Callable, Dict, Optional
 
@@ -34,14 +34,6 @@ from mbold_tf.utils import run_config
 from mbold_tf.utils import training
 
 KIND = sorb.KIND
-
-
-MODEL_KEYS = ("networks", "num_bins", "max_dist", "graph_size")  # sorb_settings' keys
-
-
-def build_model(settings: Dict) -> sorb.SorbModel:
-    """A :class:`SorbModel` (variables created) from a run's stored settings (config.json)."""
-    return sorb.SorbModel({k: settings[k] for k in MODEL_KEYS}, action_dim=settings["action_dim"])
 
 
 def build_train_step(model: sorb.SorbModel, next_batch: Callable[[], Dict[str, tf.Tensor]],
@@ -131,7 +123,7 @@ def _graph_is_current(graph: Optional[sorb.SorbGraph], settings: Dict, step: int
             and graph.images.shape[0] == settings["graph_size"])
 
 
-@gin.configurable
+@gin.configurable(denylist=["root_dir", "arrays"])
 def train_sorb(root_dir: str, dataset: str = "mbold_tabletop/push1_cpu",
                data_dir: Optional[str] = None, total_steps: int = 93750, batch_size: int = 64,
                learning_rate: float = 3e-4, negatives_key: str = "state",
@@ -215,7 +207,7 @@ def train_sorb(root_dir: str, dataset: str = "mbold_tabletop/push1_cpu",
                                           negatives_key=negatives_key,
                                           reward_scheme="indicator", seed=data_seed)
 
-    model = build_model(settings)
+    model = sorb.build_model(settings)
     critic_optimizer = tf.keras.optimizers.Adam(learning_rate)
     actor_optimizer = tf.keras.optimizers.Adam(learning_rate)
     step = tf.Variable(0, dtype=tf.int64, name="global_step")
@@ -252,37 +244,3 @@ def train_sorb(root_dir: str, dataset: str = "mbold_tabletop/push1_cpu",
               "graph_edge_fraction": round(edge_fraction, 4)}
     logging.info("Trained sorb: %s", result)
     return result
-
-
-def load_sorb(root_dir: str) -> sorb.SorbModel:
-    """The trained SoRB model in ``root_dir`` with its graph (``model.graph``, a SorbGraph).
-
-    Restores the latest checkpoint. Raises FileNotFoundError when there is no run, checkpoint or
-    graph; ConfigMismatchError (a ValueError) when ``root_dir`` holds another kind of model;
-    ValueError when the graph does not belong to the latest checkpoint or settings.
-    """
-    settings = run_config.read_config(root_dir, KIND)
-    latest = tf.train.latest_checkpoint(os.path.join(root_dir, "ckpt"))
-    if not latest:
-        raise FileNotFoundError(f"No checkpoint in {os.path.join(root_dir, 'ckpt')}; train with "
-                                f"python -m launch.train_sorb --root_dir={root_dir}.")
-    model = build_model(settings)
-    step = tf.Variable(0, dtype=tf.int64, name="global_step")
-    tf.train.Checkpoint(model=model, step=step).restore(latest).expect_partial() \
-        .assert_existing_objects_matched()
-    training.check_finite_weights({"model": model}, latest)
-    graph = sorb.read_graph(root_dir)
-    if graph is None:
-        raise FileNotFoundError(f"No SoRB graph ({sorb.GRAPH_FILE}) in {root_dir!r}; rerun "
-                                f"python -m launch.train_sorb --root_dir={root_dir} with the same "
-                                f"gin files: a finished run only builds the graph.")
-    n = settings["graph_size"]
-    if graph.checkpoint_step != int(step.numpy()) or graph.images.shape[0] != n:
-        raise ValueError(f"The SoRB graph in {root_dir!r} ({graph.images.shape[0]} nodes, "
-                         f"checkpoint step {graph.checkpoint_step}) does not belong to the latest "
-                         f"checkpoint (step {int(step.numpy())}, graph_size {n}); rerun "
-                         f"python -m launch.train_sorb --root_dir={root_dir} to rebuild it.")
-    model.graph = graph
-    model.method = "sorb"
-    model.root_dir = root_dir
-    return model
