@@ -65,3 +65,31 @@ def test_correlated_samples_statistics_and_bounds():
 def test_bad_refit_rule():
     with pytest.raises(ValueError, match="'median'"):
         cem.CEMConfig(refit="median")
+
+
+def test_the_default_config_is_the_gin_one_at_call_time():
+    """Without a config, cem() and MPCPolicy build CEMConfig when called, so gin bindings parsed
+    after import take effect (a default built at import would keep N = 200)."""
+    import gin
+    from mbold_tf.envs import goal_env
+    from mbold_tf.planning import mpc_policy
+
+    sizes = []
+
+    def cost(actions):
+        sizes.append(int(actions.shape[0]))
+        return tf.reduce_sum(tf.square(actions), axis=[1, 2])
+
+    gin.clear_config()
+    try:
+        gin.parse_config(["CEMConfig.num_samples = 12", "CEMConfig.num_elites = 3",
+                          "CEMConfig.iterations = 1", "CEMConfig.horizon = 2"])
+        cem.cem(cost, tf.zeros([2, 4]), tf.ones([4]), tf.constant([0, 1]))
+        time_step_spec, action_spec = goal_env.tf_specs()
+        policy = mpc_policy.MPCPolicy(time_step_spec, action_spec, lambda obs, a: a,
+                                      lambda pred, obs, a: tf.zeros([tf.shape(a)[0]]),
+                                      init_std=[0.5] * 4, replan_every=2)
+    finally:
+        gin.clear_config()
+    assert sizes == [12]
+    assert policy._config.num_samples == 12 and policy._config.horizon == 2
