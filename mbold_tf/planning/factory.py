@@ -115,6 +115,17 @@ def make_policy(method: str, time_step_spec, action_spec, init_std,
     if missing:
         raise ValueError(f"Method {method!r} needs trained model(s) {missing}; pass their run "
                          f"directories (e.g. --{missing[0]}_dir).")
+    if method not in PLANNERS:
+        return _model_free_policy(method, time_step_spec, action_spec, models, seed,
+                                  q_only_actions)
+    return _planner(method, time_step_spec, action_spec, init_std, models, seed, model,
+                    config or cem.CEMConfig(), replan_every, episode_length,
+                    closed_loop_final_steps, final_actor_steps, ideal_step)
+
+
+def _model_free_policy(method: str, time_step_spec, action_spec, models: Dict[str, Any],
+                       seed: int, q_only_actions: int):
+    """The policy of a method that plans with no model (``method`` not in ``PLANNERS``)."""
     if method == "random":
         # Uniform over the action box, seeded by (seed, step): one random candidate, no scoring.
         return policies.QShootingPolicy(
@@ -141,7 +152,15 @@ def make_policy(method: str, time_step_spec, action_spec, init_std,
                              f"with {model.reward_name!r}; pass it as --"
                              f"{checkpoints.dreamer_role(model.reward_name)}_dir.")
         return dreamer_policy.DreamerPolicy(time_step_spec, action_spec, model, name=method)
-    config = config or cem.CEMConfig()
+    raise ValueError(f"Unknown method {method!r}; choose one of {METHODS}.")
+
+
+def _planner(method: str, time_step_spec, action_spec, init_std, models: Dict[str, Any],
+             seed: int, model: str, config: cem.CEMConfig, replan_every: int,
+             episode_length: Optional[int], closed_loop_final_steps: int,
+             final_actor_steps: int, ideal_step: Optional[float]) -> mpc_policy.MPCPolicy:
+    """CEM-MPC over ``model`` scored by ``method``'s cost (a method of ``PLANNERS``); the
+    arguments are :func:`make_policy`'s."""
     cost_name = PLANNER_COST[method]
     scorer = {"learned_distance": models.get("distance"), "pixel_l2": None,
               "vae": models.get("vae"), "temporal": models.get("temporal"),

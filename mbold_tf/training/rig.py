@@ -410,6 +410,162 @@ def encode_episodes(model: rig.RigModel, arrays: rlds.EpisodeArrays, episode_ste
     return latents.astype(np.float32), actions, goals
 
 
+def _check_sac_settings(total_steps: int, batch_size: int, train_steps_per_episode: int,
+                        replay_capacity_episodes: int, checkpoint_every: int, summary_every: int,
+                        log_every: int, initial_collect_episodes: int, offline_episodes: int,
+                        final_goal_fraction: float, future_goal_fraction: float,
+                        task: str) -> None:
+    """Raises SettingError / ValueError naming a setting of :func:`train_rig_sac` out of range."""
+    training.check_positive(**{"train_rig_sac.total_steps": total_steps,
+                               "train_rig_sac.batch_size": batch_size,
+                               "train_rig_sac.train_steps_per_episode": train_steps_per_episode,
+                               "train_rig_sac.replay_capacity_episodes":
+                                   replay_capacity_episodes,
+                               "train_rig_sac.checkpoint_every": checkpoint_every,
+                               "train_rig_sac.summary_every": summary_every,
+                               "train_rig_sac.log_every": log_every})
+    if initial_collect_episodes < 0 or offline_episodes < 0:
+        raise training.SettingError(
+            f"train_rig_sac.initial_collect_episodes ({initial_collect_episodes}) and "
+            f"offline_episodes ({offline_episodes}) must be ≥ 0.")
+    if offline_episodes > replay_capacity_episodes:
+        raise training.SettingError(
+            f"train_rig_sac.offline_episodes ({offline_episodes}) exceeds "
+            f"replay_capacity_episodes ({replay_capacity_episodes}): the buffer would overwrite "
+            f"them at once. Raise the capacity or seed fewer episodes.")
+    if not (0.0 <= final_goal_fraction and 0.0 <= future_goal_fraction
+            and final_goal_fraction + future_goal_fraction <= 1.0):
+        raise ValueError(f"train_rig_sac.final_goal_fraction ({final_goal_fraction}) and "
+                         f"future_goal_fraction ({future_goal_fraction}) must be ≥ 0 and sum "
+                         f"to at most 1.")
+    tasks.task_spec(task)  # ValueError listing the tasks
+
+
+def _sac_record(task: str, batch_size: int, actor_learning_rate: float,
+                critic_learning_rate: float, alpha_learning_rate: float,
+                target_update_tau: float, target_update_period: int, reward_scale: float,
+                target_entropy_per_action_dim: float, final_goal_fraction: float,
+                future_goal_fraction: float, train_steps_per_episode: int,
+                initial_collect_episodes: int, replay_capacity_episodes: int,
+                offline_episodes: int, seed: int, vae_step: int) -> Dict:
+    """The SAC stage's record (``sac/config.json``): its settings and the VAE step it encodes
+    with."""
+    return {
+        "task": task, "batch_size": int(batch_size),
+        "actor_learning_rate": float(actor_learning_rate),
+        "critic_learning_rate": float(critic_learning_rate),
+        "alpha_learning_rate": float(alpha_learning_rate),
+        "target_update_tau": float(target_update_tau),
+        "target_update_period": int(target_update_period), "reward_scale": float(reward_scale),
+        "target_entropy_per_action_dim": float(target_entropy_per_action_dim),
+        "final_goal_fraction": float(final_goal_fraction),
+        "future_goal_fraction": float(future_goal_fraction),
+        "train_steps_per_episode": int(train_steps_per_episode),
+        "initial_collect_episodes": int(initial_collect_episodes),
+        "replay_capacity_episodes": int(replay_capacity_episodes),
+        "offline_episodes": int(offline_episodes), "seed": int(seed), "vae_step": vae_step}
+
+
+def _write_env_steps(sac_dir: str, task: str, counters: Dict[str, tf.Variable],
+                     step: tf.Variable) -> Dict:
+    """Writes (atomically) and returns the SAC stage's record of its online collection."""
+    record = {"task": task, "env_steps": int(counters["env_steps"].numpy()),
+              "online_episodes": int(counters["online_episodes"].numpy()),
+              "offline_episodes": int(counters["offline_episodes"].numpy()),
+              "train_steps": int(step.numpy()),
+              "note": "RIG collects online: env_steps are environment steps taken by its "
+                      "exploration policy in the simulator, beyond the offline dataset."}
+    os.makedirs(sac_dir, exist_ok=True)
+    tmp = os.path.join(sac_dir, rig.ENV_STEPS_FILE + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(record, f, indent=1, sort_keys=True)
+    os.replace(tmp, os.path.join(sac_dir, rig.ENV_STEPS_FILE))
+    return record
+
+
+class _CollectAndUpdate:
+    """The SAC stage's training step: collects the online episodes the schedule needs by now
+    (``initial_collect_episodes``, then one per ``train_steps_per_episode`` updates), then runs
+    one update. Times both, without the first of each (it traces the functions)."""
+
+    def __init__(self, collector: "OnlineCollector", buffer: "LatentReplayBuffer",
+                 counters: Dict[str, tf.Variable], update, step: tf.Variable,
+                 initial_collect_episodes: int, train_steps_per_episode: int):
+        self._collector, self._buffer, self._counters = collector, buffer, counters
+        self._update, self._step = update, step
+        self._initial, self._per_episode = initial_collect_episodes, train_steps_per_episode
+        self.timers = {"collect_s": 0.0, "collect_steps": 0, "update_s": 0.0, "updates": 0,
+                       "traced_collect": False, "traced_update": False}
+
+    def collect_one(self) -> None:
+        """Collects one online episode into the buffer and counts it."""
+        t0 = time.perf_counter()
+        index = int(self._counters["online_episodes"].numpy())
+        latents, actions, goal = self._collector.episode(index)
+        self._buffer.add(latents[None], actions[None], goal[None])
+        self._counters["online_episodes"].assign_add(1)
+        self._counters["env_steps"].assign_add(actions.shape[0])
+        if self.timers["traced_collect"]:
+            self.timers["collect_s"] += time.perf_counter() - t0
+            self.timers["collect_steps"] += actions.shape[0]
+        self.timers["traced_collect"] = True
+
+    def __call__(self) -> Dict[str, np.ndarray]:
+        n = int(self._step.numpy())
+        needed = self._initial + n // self._per_episode + 1
+        while int(self._counters["online_episodes"].numpy()) < needed:
+            self.collect_one()
+        t0 = time.perf_counter()
+        out = {k: v.numpy() for k, v in self._update().items()}
+        if self.timers["traced_update"]:
+            self.timers["update_s"] += time.perf_counter() - t0
+            self.timers["updates"] += 1
+        self.timers["traced_update"] = True
+        out["env_steps"] = np.float32(self._counters["env_steps"].numpy())
+        return out
+
+    def rates(self) -> Dict[str, float]:
+        """env_steps_per_s (collection: physics, render, VAE, actor) and update_steps_per_s."""
+        t = self.timers
+        return {"env_steps_per_s": round(t["collect_steps"] / max(t["collect_s"], 1e-9), 1),
+                "update_steps_per_s": round(t["updates"] / max(t["update_s"], 1e-9), 2)}
+
+
+def _seed_offline_episodes(model, buffer: "LatentReplayBuffer",
+                           counters: Dict[str, tf.Variable], arrays, vae_config: Dict,
+                           offline_episodes: int, episode_steps: int, seed: int) -> None:
+    """Adds ``offline_episodes`` episodes of the VAE's dataset (or ``arrays``), encoded, with
+    prior goals, to an empty buffer."""
+    if arrays is None:
+        arrays = rlds.load_episodes(vae_config["dataset"], "train",
+                                    data_dir=vae_config["data_dir"],
+                                    max_episodes=offline_episodes)
+    arrays = arrays.select(np.arange(min(offline_episodes, arrays.num_episodes)))
+    latents, actions, goals = encode_episodes(model, arrays, episode_steps, seed)
+    buffer.add(latents, actions, goals)
+    counters["offline_episodes"].assign(len(latents))
+    logging.info("Seeded the replay buffer with %d offline episodes", len(latents))
+
+
+def _sac_task_and_model(root_dir: str, task: str, offline_episodes: int, arrays):
+    """Checks that ``task`` is the VAE's data's and that the gin model settings are still the
+    VAE's; returns (root settings, the RIG model with its VAE restored, the VAE's config)."""
+    stored = rig.read_settings(root_dir)
+    vae_config = run_config.read_config(os.path.join(root_dir, rig.VAE_DIR), rig.VAE_KIND)
+    data_task = dataset_task(vae_config["dataset"])
+    if data_task is not None and data_task != task:
+        raise ValueError(f"train_rig_sac.task = {task!r} but the VAE of {root_dir!r} learned "
+                         f"{vae_config['dataset']!r} ({data_task!r} images); set "
+                         f"train_rig_sac.task = {data_task!r} or use another run directory.")
+    # The gin model settings must still be those the VAE was trained with.
+    settings = _root_config(root_dir, stored["action_dim"])
+    model = checkpoints.load_rig(root_dir, vae_only=True)
+    if offline_episodes and arrays is None and vae_config["dataset"] == "<arrays>":
+        raise ValueError("train_rig_sac.offline_episodes > 0 needs the offline episodes: the "
+                         "VAE was trained on in-memory arrays, so pass arrays= as well.")
+    return settings, model, vae_config
+
+
 @gin.configurable(denylist=["root_dir", "arrays"])
 def train_rig_sac(root_dir: str, task: str = "reach", total_steps: int = 600000,
                   batch_size: int = 256, actor_learning_rate: float = 3e-4,
@@ -453,159 +609,61 @@ def train_rig_sac(root_dir: str, task: str = "reach", total_steps: int = 600000,
       scalars (losses, alpha, the batch's mean reward, env_steps).
     Raises:
       SettingError for a non-positive size or period or more offline episodes than the buffer
-      holds; ValueError for fractions outside [0, 1]
-      or a task that is not the dataset's; FileNotFoundError without a VAE checkpoint;
-      ConfigMismatchError naming the settings that differ from the run directory's.
+      holds; ValueError for fractions outside [0, 1] or a task that is not the dataset's;
+      FileNotFoundError without a VAE checkpoint; ConfigMismatchError naming the settings that
+      differ from the run directory's.
     """
-    training.check_positive(**{"train_rig_sac.total_steps": total_steps,
-                               "train_rig_sac.batch_size": batch_size,
-                               "train_rig_sac.train_steps_per_episode": train_steps_per_episode,
-                               "train_rig_sac.replay_capacity_episodes":
-                                   replay_capacity_episodes,
-                               "train_rig_sac.checkpoint_every": checkpoint_every,
-                               "train_rig_sac.summary_every": summary_every,
-                               "train_rig_sac.log_every": log_every})
-    if initial_collect_episodes < 0 or offline_episodes < 0:
-        raise training.SettingError(
-            f"train_rig_sac.initial_collect_episodes ({initial_collect_episodes}) and "
-            f"offline_episodes ({offline_episodes}) must be ≥ 0.")
-    if offline_episodes > replay_capacity_episodes:
-        raise training.SettingError(
-            f"train_rig_sac.offline_episodes ({offline_episodes}) exceeds "
-            f"replay_capacity_episodes ({replay_capacity_episodes}): the buffer would overwrite "
-            f"them at once. Raise the capacity or seed fewer episodes.")
-    if not (0.0 <= final_goal_fraction and 0.0 <= future_goal_fraction
-            and final_goal_fraction + future_goal_fraction <= 1.0):
-        raise ValueError(f"train_rig_sac.final_goal_fraction ({final_goal_fraction}) and "
-                         f"future_goal_fraction ({future_goal_fraction}) must be ≥ 0 and sum "
-                         f"to at most 1.")
-    tasks.task_spec(task)  # ValueError listing the tasks
-    stored = rig.read_settings(root_dir)
-    vae_dir = os.path.join(root_dir, rig.VAE_DIR)
-    vae_config = run_config.read_config(vae_dir, rig.VAE_KIND)
-    data_task = dataset_task(vae_config["dataset"])
-    if data_task is not None and data_task != task:
-        raise ValueError(f"train_rig_sac.task = {task!r} but the VAE of {root_dir!r} learned "
-                         f"{vae_config['dataset']!r} ({data_task!r} images); set "
-                         f"train_rig_sac.task = {data_task!r} or use another run directory.")
-    # The gin model settings must still be those the VAE was trained with.
-    settings = _root_config(root_dir, stored["action_dim"])
-    model = checkpoints.load_rig(root_dir, vae_only=True)
-    vae_step = rig.checkpoint_step(model.vae_checkpoint)
+    _check_sac_settings(total_steps, batch_size, train_steps_per_episode,
+                        replay_capacity_episodes, checkpoint_every, summary_every, log_every,
+                        initial_collect_episodes, offline_episodes, final_goal_fraction,
+                        future_goal_fraction, task)
+    settings, model, vae_config = _sac_task_and_model(root_dir, task, offline_episodes, arrays)
     sac_dir = os.path.join(root_dir, rig.SAC_DIR)
-    if offline_episodes and arrays is None and vae_config["dataset"] == "<arrays>":
-        raise ValueError("train_rig_sac.offline_episodes > 0 needs the offline episodes: the "
-                         "VAE was trained on in-memory arrays, so pass arrays= as well.")
-    run_config.check_or_write_config(sac_dir, rig.SAC_KIND, {
-        "task": task, "batch_size": int(batch_size),
-        "actor_learning_rate": float(actor_learning_rate),
-        "critic_learning_rate": float(critic_learning_rate),
-        "alpha_learning_rate": float(alpha_learning_rate),
-        "target_update_tau": float(target_update_tau),
-        "target_update_period": int(target_update_period), "reward_scale": float(reward_scale),
-        "target_entropy_per_action_dim": float(target_entropy_per_action_dim),
-        "final_goal_fraction": float(final_goal_fraction),
-        "future_goal_fraction": float(future_goal_fraction),
-        "train_steps_per_episode": int(train_steps_per_episode),
-        "initial_collect_episodes": int(initial_collect_episodes),
-        "replay_capacity_episodes": int(replay_capacity_episodes),
-        "offline_episodes": int(offline_episodes), "seed": int(seed),
-        "vae_step": vae_step})
+    run_config.check_or_write_config(sac_dir, rig.SAC_KIND, _sac_record(
+        task, batch_size, actor_learning_rate, critic_learning_rate, alpha_learning_rate,
+        target_update_tau, target_update_period, reward_scale, target_entropy_per_action_dim,
+        final_goal_fraction, future_goal_fraction, train_steps_per_episode,
+        initial_collect_episodes, replay_capacity_episodes, offline_episodes, seed,
+        rig.checkpoint_step(model.vae_checkpoint)))
     tf.random.set_seed(seed)
-    action_dim = stored["action_dim"]
     step = tf.Variable(0, dtype=tf.int64, name="global_step")
     agent, critic1, critic2 = build_agent(
-        settings, action_dim, model.actor, actor_learning_rate=actor_learning_rate,
+        settings, settings["action_dim"], model.actor, actor_learning_rate=actor_learning_rate,
         critic_learning_rate=critic_learning_rate, alpha_learning_rate=alpha_learning_rate,
         target_update_tau=target_update_tau, target_update_period=target_update_period,
         reward_scale=reward_scale, target_entropy_per_action_dim=target_entropy_per_action_dim)
     buffer = LatentReplayBuffer(replay_capacity_episodes, settings["episode_steps"],
-                                settings["latent_dim"], action_dim)
+                                settings["latent_dim"], settings["action_dim"])
     counters = {"env_steps": tf.Variable(0, dtype=tf.int64, name="env_steps"),
                 "online_episodes": tf.Variable(0, dtype=tf.int64, name="online_episodes"),
                 "offline_episodes": tf.Variable(0, dtype=tf.int64, name="offline_episodes")}
     trackables = {"agent": agent, "actor_network": model.actor, "critic_network_1": critic1,
                   "critic_network_2": critic2, "replay_buffer": buffer, **counters}
     collector = OnlineCollector(task, model, seed)
-    # Rates of this process, without the first episode / update (they trace the functions).
-    timers = {"collect_s": 0.0, "collect_steps": 0, "update_s": 0.0, "updates": 0,
-              "traced_collect": False, "traced_update": False}
-
-    def write_env_steps():
-        record = {"task": task, "env_steps": int(counters["env_steps"].numpy()),
-                  "online_episodes": int(counters["online_episodes"].numpy()),
-                  "offline_episodes": int(counters["offline_episodes"].numpy()),
-                  "train_steps": int(step.numpy()),
-                  "note": "RIG collects online: env_steps are environment steps taken by its "
-                          "exploration policy in the simulator, beyond the offline dataset."}
-        os.makedirs(sac_dir, exist_ok=True)
-        tmp = os.path.join(sac_dir, rig.ENV_STEPS_FILE + ".tmp")
-        with open(tmp, "w") as f:
-            json.dump(record, f, indent=1, sort_keys=True)
-        os.replace(tmp, os.path.join(sac_dir, rig.ENV_STEPS_FILE))
-        return record
-
     update = make_update_fn(agent, buffer, batch_size, seed, step, final_goal_fraction,
                             future_goal_fraction)
-
-    def collect_one():
-        t0 = time.perf_counter()
-        index = int(counters["online_episodes"].numpy())
-        latents, actions, goal = collector.episode(index)
-        buffer.add(latents[None], actions[None], goal[None])
-        counters["online_episodes"].assign_add(1)
-        counters["env_steps"].assign_add(actions.shape[0])
-        if timers["traced_collect"]:
-            timers["collect_s"] += time.perf_counter() - t0
-            timers["collect_steps"] += actions.shape[0]
-        timers["traced_collect"] = True
-
-    def train_step():
-        n = int(step.numpy())
-        needed = initial_collect_episodes + n // train_steps_per_episode + 1
-        while int(counters["online_episodes"].numpy()) < needed:
-            collect_one()
-        t0 = time.perf_counter()
-        out = update()
-        out = {k: v.numpy() for k, v in out.items()}
-        if timers["traced_update"]:
-            timers["update_s"] += time.perf_counter() - t0
-            timers["updates"] += 1
-        timers["traced_update"] = True
-        out["env_steps"] = np.float32(counters["env_steps"].numpy())
-        return out
-
-    loop = training.TrainingLoop(sac_dir, trackables, step, total_steps,
-                                 checkpoint_every=checkpoint_every, summary_every=summary_every,
-                                 log_every=log_every, before_save=write_env_steps)
+    train_step = _CollectAndUpdate(collector, buffer, counters, update, step,
+                                   initial_collect_episodes, train_steps_per_episode)
+    loop = training.TrainingLoop(
+        sac_dir, trackables, step, total_steps, checkpoint_every=checkpoint_every,
+        summary_every=summary_every, log_every=log_every,
+        before_save=lambda: _write_env_steps(sac_dir, task, counters, step))
     loop.restore()
     if offline_episodes and int(buffer.num_added.numpy()) == 0:
-        if arrays is None:
-            arrays = rlds.load_episodes(vae_config["dataset"], "train",
-                                        data_dir=vae_config["data_dir"],
-                                        max_episodes=offline_episodes)
-        arrays = arrays.select(np.arange(min(offline_episodes, arrays.num_episodes)))
-        latents, actions, goals = encode_episodes(model, arrays, settings["episode_steps"], seed)
-        buffer.add(latents, actions, goals)
-        counters["offline_episodes"].assign(len(latents))
-        logging.info("Seeded the replay buffer with %d offline episodes", len(latents))
+        _seed_offline_episodes(model, buffer, counters, arrays, vae_config, offline_episodes,
+                               settings["episode_steps"], seed)
     start = int(step.numpy())
     t0 = time.time()
     try:
         last = loop.run(train_step)
     finally:
         collector.close()
-    seconds = time.time() - t0
-    done = int(step.numpy())
-    record = write_env_steps()
+    seconds, done = time.time() - t0, int(step.numpy())
+    record = _write_env_steps(sac_dir, task, counters, step)
     result = {"stage": "sac", "steps": done, "seconds": round(seconds, 1),
               "steps_per_s": round((done - start) / max(seconds, 1e-9), 2),
               "env_steps": record["env_steps"], "online_episodes": record["online_episodes"],
               "offline_episodes": record["offline_episodes"],
-              "replay_episodes": int(buffer.num_added.numpy()),
-              "env_steps_per_s": round(timers["collect_steps"] / max(timers["collect_s"], 1e-9),
-                                       1),
-              "update_steps_per_s": round(timers["updates"] / max(timers["update_s"], 1e-9), 2),
-              **last}
+              "replay_episodes": int(buffer.num_added.numpy()), **train_step.rates(), **last}
     logging.info("Trained RIG's SAC: %s", result)
     return result

@@ -123,6 +123,73 @@ def _graph_is_current(graph: Optional[sorb.SorbGraph], settings: Dict, step: int
             and graph.images.shape[0] == settings["graph_size"])
 
 
+def _check_train_settings(total_steps: int, batch_size: int, actor_update_period: int,
+                          checkpoint_every: int, summary_every: int, log_every: int,
+                          negatives_key: str, target_update_tau: float,
+                          actor_bc_weight: float) -> None:
+    """Raises SettingError / ValueError naming a setting of :func:`train_sorb` out of range."""
+    training.check_positive(**{"train_sorb.total_steps": total_steps,
+                               "train_sorb.batch_size": batch_size,
+                               "train_sorb.actor_update_period": actor_update_period,
+                               "train_sorb.checkpoint_every": checkpoint_every,
+                               "train_sorb.summary_every": summary_every,
+                               "train_sorb.log_every": log_every})
+    if negatives_key not in pipelines.NEGATIVE_KEYS:
+        raise ValueError(f"Unknown negatives_key {negatives_key!r}; choose one of "
+                         f"{pipelines.NEGATIVE_KEYS}.")
+    if not 0.0 < target_update_tau <= 1.0:
+        raise training.SettingError(f"train_sorb.target_update_tau must be in (0, 1], got "
+                                    f"{target_update_tau}.")
+    if actor_bc_weight < 0:
+        raise training.SettingError(f"train_sorb.actor_bc_weight must be >= 0 (0: the paper's "
+                                    f"actor loss), got {actor_bc_weight}.")
+    workers = distribute.task_info().num_workers
+    if workers > 1:
+        raise training.SettingError(
+            f"train_sorb trains in one process (one device); TF_CONFIG describes {workers} "
+            f"workers. Unset TF_CONFIG.")
+
+
+def _run_settings(model_settings: Dict, action_dim: int, learning_rate: float,
+                  negatives_key: str, target_update_tau: float, actor_update_period: int,
+                  target_policy_noise: float, target_policy_noise_clip: float,
+                  actor_bc_weight: float) -> Dict:
+    """The run's record (config.json): the model, the training and the data's gin bindings."""
+    data_bindings = {name: dict(sorted(gin.get_bindings(fn).items()))
+                     for name, fn in (("distance_dataset", pipelines.distance_dataset),
+                                      ("neighbor_table", neighbors.neighbor_table))}
+    # sorb_settings' keys at the top level, so a mismatch on resume names the one that differs
+    settings = {**model_settings, "action_dim": int(action_dim),
+                "learning_rate": float(learning_rate), "negatives_key": negatives_key,
+                "target_update_tau": float(target_update_tau),
+                "actor_update_period": int(actor_update_period),
+                "target_policy_noise": float(target_policy_noise),
+                "target_policy_noise_clip": float(target_policy_noise_clip),
+                "actor_bc_weight": float(actor_bc_weight), "data": data_bindings}
+    return settings
+
+
+def _graph_stage(model: sorb.SorbModel, arrays: rlds.EpisodeArrays, root_dir: str,
+                 settings: Dict, checkpoint_step: int, seed: int) -> Dict:
+    """Builds and saves the graph unless ``root_dir`` holds the one of this checkpoint; returns
+    graph_rebuilt, graph_seconds, graph_pairs_per_s and graph_edge_fraction."""
+    graph = sorb.read_graph(root_dir)
+    rebuilt = not _graph_is_current(graph, settings, checkpoint_step, seed)
+    t1 = time.time()
+    if rebuilt:
+        n = settings["graph_size"]
+        logging.info("Building the SoRB graph: %d observations, %d pairs...", n, n * n)
+        graph = build_graph(model, arrays, n, seed, checkpoint_step)
+        sorb.write_graph(root_dir, graph)
+    graph_seconds = time.time() - t1
+    pairs = graph.distances.size
+    off = ~np.eye(graph.distances.shape[0], dtype=bool)
+    edge_fraction = float(np.mean(graph.distances[off] <= settings["max_dist"]))
+    return {"graph_rebuilt": rebuilt, "graph_seconds": round(graph_seconds, 1),
+            "graph_pairs_per_s": round(pairs / max(graph_seconds, 1e-9), 1) if rebuilt else None,
+            "graph_edge_fraction": round(edge_fraction, 4)}
+
+
 @gin.configurable(denylist=["root_dir", "arrays"])
 def train_sorb(root_dir: str, dataset: str = "mbold_tabletop/push1_cpu",
                data_dir: Optional[str] = None, total_steps: int = 93750, batch_size: int = 64,
@@ -161,42 +228,17 @@ def train_sorb(root_dir: str, dataset: str = "mbold_tabletop/push1_cpu",
       ``root_dir`` holds another kind of run or one of other settings; NonFiniteLossError when
       training diverges.
     """
-    training.check_positive(**{"train_sorb.total_steps": total_steps,
-                               "train_sorb.batch_size": batch_size,
-                               "train_sorb.actor_update_period": actor_update_period,
-                               "train_sorb.checkpoint_every": checkpoint_every,
-                               "train_sorb.summary_every": summary_every,
-                               "train_sorb.log_every": log_every})
-    if negatives_key not in pipelines.NEGATIVE_KEYS:
-        raise ValueError(f"Unknown negatives_key {negatives_key!r}; choose one of "
-                         f"{pipelines.NEGATIVE_KEYS}.")
-    if not 0.0 < target_update_tau <= 1.0:
-        raise training.SettingError(f"train_sorb.target_update_tau must be in (0, 1], got "
-                                    f"{target_update_tau}.")
-    if actor_bc_weight < 0:
-        raise training.SettingError(f"train_sorb.actor_bc_weight must be >= 0 (0: the paper's "
-                                    f"actor loss), got {actor_bc_weight}.")
-    workers = distribute.task_info().num_workers
-    if workers > 1:
-        raise training.SettingError(
-            f"train_sorb trains in one process (one device); TF_CONFIG describes {workers} "
-            f"workers. Unset TF_CONFIG.")
+    _check_train_settings(total_steps, batch_size, actor_update_period, checkpoint_every,
+                          summary_every, log_every, negatives_key, target_update_tau,
+                          actor_bc_weight)
     tf.random.set_seed(seed)
     model_settings = sorb.sorb_settings()
     if arrays is None:
         arrays = rlds.load_episodes(dataset, "train", data_dir=data_dir, max_episodes=max_episodes)
     graph_nodes(arrays, model_settings["graph_size"], seed)  # fails early when too large
-    data_bindings = {name: dict(sorted(gin.get_bindings(fn).items()))
-                     for name, fn in (("distance_dataset", pipelines.distance_dataset),
-                                      ("neighbor_table", neighbors.neighbor_table))}
-    # sorb_settings' keys at the top level, so a mismatch on resume names the one that differs
-    settings = {**model_settings, "action_dim": int(arrays.actions.shape[-1]),
-                "learning_rate": float(learning_rate), "negatives_key": negatives_key,
-                "target_update_tau": float(target_update_tau),
-                "actor_update_period": int(actor_update_period),
-                "target_policy_noise": float(target_policy_noise),
-                "target_policy_noise_clip": float(target_policy_noise_clip),
-                "actor_bc_weight": float(actor_bc_weight), "data": data_bindings}
+    settings = _run_settings(model_settings, arrays.actions.shape[-1], learning_rate,
+                             negatives_key, target_update_tau, actor_update_period,
+                             target_policy_noise, target_policy_noise_clip, actor_bc_weight)
     run_config.check_or_write_config(root_dir, KIND, settings)
     rlds.write_data_stats(root_dir, arrays, dataset)  # (after the check: never in another run)
 
@@ -225,22 +267,7 @@ def train_sorb(root_dir: str, dataset: str = "mbold_tabletop/push1_cpu",
                                  checkpoint_every=checkpoint_every, summary_every=summary_every,
                                  log_every=log_every, before_save=before_save)
     trained = loop.timed_run(train_step)
-    done = trained["steps"]
-
-    graph = sorb.read_graph(root_dir)
-    rebuilt = not _graph_is_current(graph, settings, done, seed)
-    t1 = time.time()
-    if rebuilt:
-        n = model_settings["graph_size"]
-        logging.info("Building the SoRB graph: %d observations, %d pairs...", n, n * n)
-        graph = build_graph(model, arrays, n, seed, done)
-        sorb.write_graph(root_dir, graph)
-    graph_seconds = time.time() - t1
-    pairs = graph.distances.size
-    off = ~np.eye(graph.distances.shape[0], dtype=bool)
-    edge_fraction = float(np.mean(graph.distances[off] <= model_settings["max_dist"]))
-    result = {"method": "sorb", **trained, "graph_rebuilt": rebuilt, "graph_seconds": round(graph_seconds, 1),
-              "graph_pairs_per_s": round(pairs / max(graph_seconds, 1e-9), 1) if rebuilt else None,
-              "graph_edge_fraction": round(edge_fraction, 4)}
+    result = {"method": "sorb", **trained,
+              **_graph_stage(model, arrays, root_dir, settings, trained["steps"], seed)}
     logging.info("Trained sorb: %s", result)
     return result
