@@ -30,7 +30,7 @@ def test_probe_reads_positions_from_real_frames(probe, splits):
                                                                                           val)
     # Stated tolerance: within 3 cm on the frames it was trained on (the hand moves ~30 cm over
     # the data), and on a held-out episode under 60% of the error of answering the mean
-    # position (6 training episodes only; the cpu dataset's probe: docs/design.md).
+    # position (6 training episodes only; the cpu dataset's probe: docs/measurements.md).
     assert fit["ee_pos"]["probe_error_m"] < 0.03 and fit["block_pos"]["probe_error_m"] < 0.03
     assert held_out["ee_pos"]["probe_error_m"] < 0.6 * held_out["ee_pos"]["mean_position_error_m"]
 

@@ -155,8 +155,8 @@ class LearnedDistance(tf.Module):
 class DistanceEnsemble(tf.Module):
     """Several trained :class:`LearnedDistance` s of one configuration as one distance.
 
-    One critic training's planning success varies by about ten points from seed to seed
-    (docs/design.md, "Data that reaches the goals"); the average of M independently trained
+    One critic training's planning success varies from seed to seed (docs/measurements.md,
+    "Data that reaches the goals"); the average of M independently trained
     critics' Q is a lower-variance estimate of the same function.
 
     ``q_values(image, goal_image, action=None)`` → float32 [B]: the mean over the members of each

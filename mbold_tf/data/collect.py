@@ -25,7 +25,7 @@ _WORKER_ENVS: Dict[Tuple[str, bool], object] = {}
 
 
 # ``<task>_wide`` datasets: the same filter with every white-noise std scaled by this factor, so
-# the hand travels farther in an episode (docs/design.md, "Data that reaches the goals").
+# the hand travels farther in an episode (docs/measurements.md, "Data that reaches the goals").
 WIDE_STD_SCALE = 2.5
 
 

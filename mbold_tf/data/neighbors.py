@@ -6,7 +6,7 @@ index with ScaNN (k-means tree partitioning, exact scoring in the searched leave
 every step of the dataset, its ``k`` nearest steps from other episodes: the ``tf.data`` pipeline
 then only gathers from that table. ``launch.benchmark data`` measures this against running
 ScaNN's TF-op searcher inside the pipeline on every batch; the table is the faster of the two
-(docs/design.md, "Data"), and both are built from the same ScaNN index.
+(docs/measurements.md, "Data"), and both are built from the same ScaNN index.
 """
 from __future__ import annotations
 

@@ -65,7 +65,7 @@ TASKS: Dict[str, TaskSpec] = {
     "reach": TaskSpec("reach", 0, False, (0.6, 0.6, 0.3, 0.3), "ee", 0.05),
     # reach with a 3 cm step per unit action (0.1 m elsewhere): one action moves the hand less
     # than the 5 cm threshold, so Eq. 3 can tell the goal from a step short of it
-    # (docs/design.md, "Eq. 3's ideal critic").
+    # (docs/measurements.md, "Eq. 3's ideal critic").
     "reach_fine": TaskSpec("reach_fine", 0, False, (0.6, 0.6, 0.3, 0.3), "ee", 0.05,
                            action_scale=0.03),
     "push1": TaskSpec("push1", 1, False, (0.6, 0.6, 0.3, 0.3), "block", 0.05),

@@ -1,9 +1,9 @@
 """Each dataset step's frame as the video predictor renders it at planning time.
 
-The planner scores *predicted* frames with a critic that is otherwise trained on real ones
-(docs/design.md, "Planner": on reach, the learned distance's best-scored plans end 0.168 m from the goal
-when it reads real frames and 0.215 m when it reads the CPU predictor's). These frames let the
-distance agent train on the predictor's images too
+The planner scores *predicted* frames with a critic that is otherwise trained on real ones, and
+the critic ranks plans worse on predicted frames than on real ones (docs/measurements.md, "Where
+the planner loses: cost ranking"). These frames let the distance agent train on the predictor's
+images too
 (``train_distance.predicted_states_dir``; goals stay real, as at test time).
 """
 from __future__ import annotations

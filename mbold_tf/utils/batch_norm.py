@@ -2,8 +2,7 @@
 
 Keras batch-norm keeps exponential moving averages (momentum 0.99: about the last 100 batches)
 of statistics that drift while the weights train, so the inference-mode network is not the one
-that was trained. On the reach distance this gap was large: the critic's Q (in [0, 1]) differed
-between the two modes by 0.16–0.77 on average at its checkpoints (docs/design.md, "Distance function").
+that was trained (the gap on the reach distance: docs/measurements.md, "Batch-norm statistics").
 :func:`recalibrate` replaces every moving mean and variance by the average of the per-batch
 statistics over a few batches with the weights frozen ("precise BN", Wu & Johnson 2021), so
 inference normalises the way training did.
