@@ -68,10 +68,7 @@ def test_unknown_reward_scheme_fails_naming_the_choices(tmp_path):
 
 # Explicit arguments to gin configurables that a binding would still silently lose: each names
 # the file that has to denylist it. Remove an entry once its configurable denylists it.
-NOT_YET_DENYLISTED = {
-    # mbold_tf/data/pipelines.py: pairs_dataset should denylist arrays, batch_size and seed
-    # (train_distance passes them, as it does for distance_dataset).
-    ("pairs_dataset", "arrays"), ("pairs_dataset", "batch_size"), ("pairs_dataset", "seed")}
+NOT_YET_DENYLISTED = set()
 
 
 def _explicit_arguments_to_configurables():

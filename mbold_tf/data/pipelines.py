@@ -247,7 +247,9 @@ def distance_dataset(arrays: EpisodeArrays, neighbor_table: Optional[np.ndarray]
     return _batches(make_batch, seed)
 
 
-@gin.configurable
+# Every argument belongs to its caller (train_distance's batch size and seed): a gin binding
+# would be silently lost, so it fails at parse instead.
+@gin.configurable(denylist=["arrays", "batch_size", "seed"])
 def pairs_dataset(arrays: EpisodeArrays, batch_size: int = 32, seed: int = 0) -> tf.data.Dataset:
     """State–goal pairs for temporal-distance regression, GCBC and the VAE (App. B.3, C.2).
 

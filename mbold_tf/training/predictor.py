@@ -409,7 +409,7 @@ class PredictorTrainer:
         return out
 
 
-@gin.configurable
+@gin.configurable(denylist=["root_dir", "arrays"])
 def train_predictor(root_dir: str, dataset: str = "mbold_tabletop/push1_cpu",
                     data_dir: Optional[str] = None, total_steps: int = 200_000,
                     batch_size: int = 16, learning_rate: float = 1e-3, loss: str = "l2",
@@ -441,7 +441,7 @@ def train_predictor(root_dir: str, dataset: str = "mbold_tabletop/push1_cpu",
         resuming past the first), every training window is scored by its closed-loop MSE under
         the current weights (:func:`window_losses`; saved in ``root_dir/hard_windows/``) and
         that share of each batch is drawn in proportion to the scores, the rest uniformly
-        (on push1 the error is mostly the hand's, so pushes gain little: docs/design.md).
+        (on push1 the error is mostly the hand's, so pushes gain little: docs/measurements.md).
       motion_weight: 0 for the plain loss; λ > 0 weights each pixel's error by
         1 + λ·|change of the real sequence there| (:func:`motion_weights`).
       state_loss_weight: weight of the predicted robot states' MSE in the loss of a
