@@ -2,7 +2,8 @@
 
 For the CPU preset (gin/presets/cpu/predictor.gin) and the paper scale (gin/paper/predictor.gin):
 training steps/s at the preset's batch size (random frames and actions, the real train step with
-scheduled sampling and Adam), for the CPU preset also at batch 4–32 (frames/s and the share of
+scheduled sampling and Adam) in float32 and, where the CPU has bf16 instructions (or on a GPU),
+mixed_bfloat16 with their ratio, for the CPU preset also at batch 4–32 (frames/s and the share of
 peak), and closed-loop prediction throughput in predicted frames/s at
 B = 200, h = 13 (the planner's batch: 200 CEM samples). Also the XLA (``jit_compile=True``) vs
 graph ratio of prediction, measured in the same run, and the trace/compile time of each.
@@ -20,6 +21,7 @@ import tensorflow as tf
 from mbold_tf.models import video_predictor as vp
 from mbold_tf.training import predictor as tp
 from mbold_tf.utils import flops
+from mbold_tf.utils import precision
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..", "gin")
 SCALES = {"cpu": os.path.join(ROOT, "presets", "cpu", "predictor.gin"),
@@ -110,6 +112,14 @@ def run(quick: bool = False) -> dict:
             "horizon", "context")}}
         steps = 2 if (quick or scale == "paper") else 10
         entry["train"] = train_rate(settings, train_batch, steps)
+        if precision.cpu_has_bf16() or out["device"] == "GPU":
+            # bfloat16 training beside float32, same run and batch (train_predictor.precision).
+            bf16 = train_rate(settings, train_batch, steps, "mixed_bfloat16")
+            entry["train_bf16"] = bf16
+            entry["bf16_over_float32_train"] = round(
+                bf16["steps_per_s"] / entry["train"]["steps_per_s"], 2)
+        else:
+            entry["train_bf16"] = "refused: the CPU has no avx512_bf16/amx_bf16"
         if scale == "cpu":
             # What a training minute buys at each batch size: frames/s and the share of peak
             # (training FLOPs ≈ 3 × the forward pass's).
