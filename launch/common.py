@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import sys
 from typing import Iterator
@@ -32,6 +33,7 @@ from mbold_tf.utils import run_lock
 from mbold_tf.utils import training
 
 RUN_RECORD = "operative_config.gin"
+_GIN_CALL_NOTE = re.compile(r"\s*In call to configurable '[^']*' \(<[^>]*>\)")
 USER_ERRORS = (training.SettingError, rlds.MappingError, run_config.ConfigMismatchError,
                run_lock.RunDirectoryLockedError, training.NonFiniteLossError, FileNotFoundError,
                IOError, training.TrainingInterrupted, training.WorkerLostError)
@@ -78,10 +80,12 @@ def user_errors(program: str) -> Iterator[None]:
     except USER_ERRORS as e:
         if os.environ.get("MBOLD_VERBOSE") == "1":
             raise
+        # gin appends "In call to configurable '...' (<function ...>)" lines: not the message.
+        message = _GIN_CALL_NOTE.sub("", str(e))
         code = getattr(e, "exit_code", 1)
         if code == 1:
-            sys.exit(f"{program}: {e}")
-        print(f"{program}: {e}", file=sys.stderr)
+            sys.exit(f"{program}: {message}")
+        print(f"{program}: {message}", file=sys.stderr)
         sys.exit(code)
 
 

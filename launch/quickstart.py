@@ -21,6 +21,7 @@ from absl import logging
 import gin
 
 import mbold_tf
+from launch import common
 from mbold_tf.data.build import build
 from mbold_tf.envs import goals
 from mbold_tf.eval import report
@@ -28,6 +29,7 @@ from mbold_tf.eval import policy_eval
 from mbold_tf.export import robot_side
 from mbold_tf.export import planner_export
 from mbold_tf.envs import goal_env
+from mbold_tf.envs import tasks
 from mbold_tf.agents import checkpoints
 
 PRESETS = {
@@ -40,7 +42,7 @@ PRESETS = {
             "methods": ["mbold", "vf", "q_only", "random"]},
 }
 flags.DEFINE_enum("preset", "cpu", sorted(PRESETS), "Size preset.")
-flags.DEFINE_string("task", "push1", "Task (the default task is push1).")
+flags.DEFINE_enum("task", "push1", sorted(tasks.TASKS), "Task (the default task is push1).")
 flags.DEFINE_string("out", None, "Output directory (default artifacts/quickstart_<preset>, so "
                     "presets never share trained models).")
 flags.DEFINE_string("data_dir", None, "TFDS data dir (default ~/tensorflow_datasets).")
@@ -121,8 +123,33 @@ def run(task: str, preset: str, out: str, data_dir=None, num_goals=None, seeds=N
     summary = {"task": task, "preset": preset, "dataset": data_stats, "table": table,
                "timings_s": timings, "export": exported, "seconds": round(time.time() - t0, 1),
                "goals": num_goals, "seeds": seeds, "gin": gin.config_str()}
-    with open(os.path.join(out, "summary.json"), "w") as f:
+    return write_summary(out, summary)
+
+
+SUMMARY_NAME = "summary.json"
+
+
+def write_summary(out: str, summary: dict) -> dict:
+    """Writes ``out/summary.json`` (atomically) and returns what it wrote.
+
+    ``timings_s`` and ``seconds`` are this run's; ``runs`` lists every run of ``out``, oldest
+    first (date, stage seconds, total seconds), so a rerun, whose resumed trainings take
+    seconds, keeps the first run's stage times.
+    """
+    path = os.path.join(out, SUMMARY_NAME)
+    earlier = []
+    if os.path.exists(path):
+        with open(path) as f:
+            previous = json.load(f)
+        earlier = previous.get("runs") or [
+            {"date": None, "timings_s": previous.get("timings_s"),
+             "seconds": previous.get("seconds")}]
+    this_run = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+                "timings_s": summary["timings_s"], "seconds": summary["seconds"]}
+    summary = dict(summary, runs=earlier + [this_run])
+    with open(path + ".tmp", "w") as f:
         json.dump(summary, f, indent=1)
+    os.replace(path + ".tmp", path)
     return summary
 
 
@@ -136,14 +163,19 @@ def main(argv):
     from mbold_tf.utils import run_config  # pylint: disable=g-import-not-at-top
 
     out = FLAGS.out or default_out(FLAGS.preset)
-    try:
-        summary = run(FLAGS.task, FLAGS.preset, out, FLAGS.data_dir, FLAGS.goals, FLAGS.seeds)
-    except run_config.ConfigMismatchError as e:
-        sys.exit(f"launch.quickstart: {e}\n{out!r} holds models trained with other settings; "
-                 f"pass another --out (e.g. --out={out}_2) or delete it.")
+    with common.user_errors("launch.quickstart"):  # one message per failure
+        try:
+            summary = run(FLAGS.task, FLAGS.preset, out, FLAGS.data_dir, FLAGS.goals,
+                          FLAGS.seeds)
+        except run_config.ConfigMismatchError as e:
+            sys.exit(f"launch.quickstart: {e}\n{out!r} holds models trained with other "
+                     f"settings; pass another --out (e.g. --out={out}_2) or delete it.")
     with open(os.path.join(out, policy_eval.TABLE_NAME)) as f:
         print(f.read())
     print(f"Stage times (s): {summary['timings_s']}")
+    if len(summary["runs"]) > 1:
+        print(f"  (this run, which resumed; the first run's: {summary['runs'][0]['timings_s']}; "
+              f"every run's in {os.path.join(out, SUMMARY_NAME)})")
     print(f"Exported planner: {summary['export']['path']}; the TensorFlow-only runner "
           f"(mbold_tf/export/robot_side.py) loaded it and acted: first action "
           f"{summary['export']['first_action']}.")

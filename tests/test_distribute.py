@@ -135,3 +135,62 @@ def test_unreachable_worker_fails_naming_it(data_dir, tmp_path):
     assert rc == -9, err[-2000:]  # killed by the watchdog
     assert f"worker:1 127.0.0.1:{ports[1]}" in err and "did not form within 5 s" in err
     assert time.time() - t0 < 90
+
+
+
+_ALL_REDUCE_LOOP = """
+import sys
+from absl import logging
+from launch import common
+import tensorflow as tf
+from mbold_tf.utils import distribute, training
+logging.set_verbosity(logging.INFO)  # "Saved checkpoint" tells the test when to kill
+strategy = distribute.strategy_from_environment()
+with strategy.scope():
+    w = tf.Variable(0.0)
+step = tf.Variable(0, dtype=tf.int64)
+
+@tf.function
+def train_step():
+    def replica():  # an all-reduce over the workers, as every training step makes
+        total = tf.distribute.get_replica_context().all_reduce("sum", tf.constant(1.0))
+        w.assign_add(total)
+        return total
+    return {"loss": strategy.reduce("sum", strategy.run(replica), axis=None)}
+
+loop = training.TrainingLoop(sys.argv[1], {"w": w}, step, 10 ** 9, checkpoint_every=20,
+                             log_every=10 ** 9, summary_every=10 ** 9)
+with common.user_errors("launch.train_test"):
+    loop.run(train_step)
+"""
+
+
+def test_a_lost_worker_is_named_in_one_message(tmp_path):
+    """Worker 1 of a real two-worker cluster is killed mid-training; the chief stops with one
+    message naming it and the checkpoint a restart resumes from (not TF's UnavailableError
+    traceback)."""
+    ports = _free_ports(2)
+    root = str(tmp_path / "run")
+    procs = [subprocess.Popen(
+        [sys.executable, "-c", _ALL_REDUCE_LOOP, root], cwd=mbold_tf.REPO_ROOT,
+        env=dict({k: v for k, v in os.environ.items() if k != "MBOLD_VERBOSE"},
+                 TF_CONFIG=_tf_config(ports, i), CUDA_VISIBLE_DEVICES=""),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    try:
+        err = []
+        for line in procs[0].stderr:  # until the chief has saved a checkpoint
+            err.append(line)
+            if "Saved checkpoint" in line:
+                break
+        procs[1].kill()
+        rc, _, rest = _wait(procs[:1], timeout_s=300)[0]
+    finally:
+        for p in procs:
+            p.kill()
+            p.communicate()
+    err = "".join(err) + rest
+    assert rc == 1, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    assert "launch.train_test: Lost worker:1 of the 2-worker cluster at step" in err, err[-3000:]
+    assert f"Restart all workers with the same command: they resume from the chief's last " \
+           f"checkpoint, {root}/ckpt/ckpt-" in err

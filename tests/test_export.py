@@ -171,3 +171,41 @@ def test_deadline_falls_back_to_the_previous_plan_and_never_blocks(exported, cap
     assert max(robot._latencies[1:3]) < 1.0  # pylint: disable=protected-access
     assert sum("missed the 0.500 s deadline" in r.getMessage() for r in caplog.records) == 2
     assert sum("extra_sensor" in r.getMessage() for r in caplog.records) == 1  # warned once
+
+
+def test_loading_warms_up_times_a_plan_and_records_the_deadline_it_holds(exported, caplog,
+                                                                         tmp_path):
+    """The runner traces and plans on a blank observation at load, says what deadline this
+    machine holds (warning when the requested one is shorter) and leaves no state behind."""
+    import logging
+    import shutil
+
+    from mbold_tf.export import planner_export
+
+    caplog.set_level(logging.INFO)
+    robot = robot_side.RobotPolicy(exported["dir"], deadline_s=1e-4)
+    timed = robot.warm_up_s
+    assert set(timed) == {"first_call_s", "step_s", "plan_s", "wake_margin_s",
+                          "holds_deadline_s"}
+    assert timed["first_call_s"] > 0 and timed["plan_s"] > 0
+    assert timed["holds_deadline_s"] == pytest.approx(timed["plan_s"] + timed["wake_margin_s"],
+                                                      abs=1e-3)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("Warm-up on a blank observation: first call") for m in messages)
+    assert any("deadline_s = 0.000 s is shorter than a plan here" in m for m in messages)
+    robot.act(exported["observation"])  # misses its deadline: the overrun is reported
+    assert robot.latency()["deadline_misses"] == 1 and robot.latency()["max_overrun_s"] >= 0
+    # The warm-up leaves no trace in the episode: the first action equals a cold runner's.
+    cold = robot_side.RobotPolicy(exported["dir"], warm_up=False)
+    assert cold.warm_up_s is None
+    warm = robot_side.RobotPolicy(exported["dir"])
+    np.testing.assert_allclose(warm.act(exported["observation"]),
+                               cold.act(exported["observation"]), atol=1e-6)
+    # The export records what this machine measured, with the machine and its load.
+    copy = str(tmp_path / "policy")
+    shutil.copytree(exported["dir"], copy)
+    measured = planner_export.record_timing(copy)
+    meta = robot_side.read_metadata(copy)
+    assert meta["measured_on_export"] == measured
+    assert "logical cores" in measured["machine"] and len(measured["load_average_1_5_15min"]) == 3
+    assert measured["holds_deadline_s"] >= measured["plan_s"]

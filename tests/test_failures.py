@@ -226,3 +226,165 @@ def test_a_full_disk_during_a_save_names_the_last_good_checkpoint_which_resumes(
     assert f"The partial write was removed: ['{mnt}/run/ckpt/ckpt-4_temp']" in run.stderr
     assert (f"RESUMED {mnt}/run/ckpt/ckpt-2 2 ['checkpoint', 'ckpt-2.data-00000-of-00001', "
             f"'ckpt-2.index']") in run.stdout
+
+
+def test_every_success_and_a_failure_of_each_policy_keep_a_gif(tmp_path):
+    """Goal 1's goal is its start (a policy that stands still succeeds there); goals 0 and 2
+    fail. Without any requested GIFs, the success and the first failure are kept."""
+    import dataclasses
+
+    import numpy as np
+    from tf_agents.policies import scripted_py_policy
+
+    from mbold_tf.envs import goal_env
+    from mbold_tf.envs import goals
+    from mbold_tf.eval import goal_eval
+
+    goal_set = goals.generate_goal_set("reach", num_goals=3, seed=0)
+    at_start = {}
+    for name in ("states", "ee", "blocks", "door"):
+        goal = np.array(getattr(goal_set, f"goal_{name}"))
+        goal[1] = getattr(goal_set, f"start_{name}")[1]
+        at_start[f"goal_{name}"] = goal
+    goal_set = dataclasses.replace(goal_set, **at_start)
+    env = goal_env.GoalConditionedPyEnvironment(goal_set)
+    try:
+        still = scripted_py_policy.ScriptedPyPolicy(
+            env.time_step_spec(), env.action_spec(),
+            [(1000, np.zeros(env.action_spec().shape, np.float32))])
+        rows = goal_eval.evaluate_py_policy(env, still, [0, 1, 2], gif_dir=str(tmp_path),
+                                            num_gifs=0, tag="still_")
+    finally:
+        env.close()
+    assert [int(r["success"]) for r in rows] == [0, 1, 0]
+    assert sorted(os.listdir(tmp_path)) == ["still_goal0.gif", "still_goal1.gif"]
+
+
+@pytest.mark.parametrize("role", ["proprio", "action", "image"])
+def test_a_wrong_key_suggests_only_keys_of_a_fitting_shape(data_dir, role):
+    from mbold_tf.data import rlds
+
+    with pytest.raises(rlds.MappingError) as raised:
+        rlds.load_episodes("mbold_tabletop/push1_tiny", "train", data_dir=data_dir,
+                           mapping=rlds.KeyMapping(**{role: "observation/nosuch"}))
+    message = str(raised.value)
+    assert "'reward'" in message.split("available step keys:")[1]  # listed...
+    suggested = message.split(f"KeyMapping.{role}='")[1].split("'")[0]
+    assert suggested != "reward"  # ...but a scalar is never suggested
+    expect = {"image": "observation/image", "action": "action",
+              "proprio": "observation/joint_pos"}[role]  # of the right shape, named best
+    assert suggested == expect, message
+    fitting = message.split("Keys holding ")[1]
+    assert "'reward'" not in fitting and "'is_first'" not in fitting
+
+
+def test_a_role_no_key_fits_gets_no_suggestion():
+    import tensorflow as tf
+
+    from mbold_tf.data import rlds
+
+    spec = {"reward": tf.TensorSpec([], tf.float32), "image": tf.TensorSpec([64, 64, 3], tf.uint8)}
+    with pytest.raises(rlds.MappingError, match=r"no key 'joints'.*None of them holds float "
+                                                r"vectors \[P\], as the proprio must") as raised:
+        rlds._get(spec, "joints", "proprio")  # pylint: disable=protected-access
+    assert "--gin_param" not in str(raised.value)
+
+
+def test_build_dataset_over_a_flipped_byte_fails_its_checksum(data_dir, tmp_path):
+    """One flipped byte inside a record keeps every record header: counting headers passes, the
+    records' CRC32C checksums do not."""
+    import shutil
+
+    bad = str(tmp_path / "bad")
+    shutil.copytree(data_dir, bad)
+    version_dir = os.path.join(bad, "mbold_tabletop", "push1_tiny", "1.0.0")
+    shard = [f for f in os.listdir(version_dir) if "train.tfrecord" in f][0]
+    path = os.path.join(version_dir, shard)
+    with open(path, "r+b") as f:
+        f.seek(os.path.getsize(path) // 2)
+        byte = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    run = _run(["launch.build_dataset", "--config=push1_tiny", f"--data_dir={bad}"])
+    _one_message(run, f"{shard} fails its checksum at record", "Delete", "rebuild")
+    assert "verified_episodes" not in run.stdout
+
+
+def test_a_quickstart_rerun_keeps_the_first_runs_stage_times(tmp_path):
+    from launch import quickstart
+
+    out = str(tmp_path)
+    first = {"timings_s": {"train_predictor": 326.0}, "seconds": 713.0, "task": "push1"}
+    quickstart.write_summary(out, first)
+    rerun = quickstart.write_summary(out, dict(first, timings_s={"train_predictor": 15.8},
+                                               seconds=40.0))
+    with open(os.path.join(out, "summary.json")) as f:
+        written = json.load(f)
+    assert written == rerun
+    assert written["timings_s"] == {"train_predictor": 15.8}  # this run's
+    assert [r["timings_s"]["train_predictor"] for r in written["runs"]] == [326.0, 15.8]
+    assert [r["seconds"] for r in written["runs"]] == [713.0, 40.0]
+    # A summary written before the runs were kept becomes the first run.
+    with open(os.path.join(out, "summary.json"), "w") as f:
+        json.dump(first, f)
+    again = quickstart.write_summary(out, dict(first, timings_s={"train_predictor": 9.0}))
+    assert [r["timings_s"]["train_predictor"] for r in again["runs"]] == [326.0, 9.0]
+
+
+def test_quickstart_names_the_tasks_for_an_unknown_one(tmp_path):
+    run = _run(["launch.quickstart", "--preset=smoke", "--task=nosuch", f"--out={tmp_path}"])
+    _one_message(run, "--task=nosuch", "push1", "reach", "door_slide")
+    assert "BuilderConfig" not in run.stderr
+
+
+def _readme_commands():
+    """The README's shell commands: (program, [--flag=value, ...]) with $Q substituted and
+    continuation lines joined."""
+    import re
+    import shlex
+
+    with open(os.path.join(mbold_tf.REPO_ROOT, "README.md")) as f:
+        blocks = re.findall(r"```bash\n(.*?)```", f.read(), re.S)
+    commands, variables = [], {}
+    for block in blocks:
+        for line in block.replace("\\\n", " ").splitlines():
+            for part in line.split("#")[0].split(";"):
+                words = shlex.split(part.strip())
+                if len(words) == 1 and "=" in words[0]:
+                    name, value = words[0].split("=", 1)
+                    variables[name] = value
+                    continue
+                words = [re.sub(r"\$(\w+)", lambda m: variables[m.group(1)], w) for w in words]
+                if words[:2] == ["python", "-m"]:
+                    commands.append((words[2], words[3:]))
+                elif words[:1] == ["python"] and words[1].endswith(".py"):
+                    commands.append((words[1], words[2:]))
+    return commands
+
+
+def test_readme_commands_run_on_what_command_1_writes():
+    """Every run or export directory a README command reads is one the quickstart (command 1)
+    writes, or one an earlier README command writes; every flag exists."""
+    from launch import quickstart
+
+    out = quickstart.default_out("cpu")
+    written = {os.path.join(out, "runs", "predictor"), os.path.join(out, "runs", "distance")}
+    commands = _readme_commands()
+    assert any(program == "launch.evaluate" for program, _ in commands)
+    helps = {}
+    for program, args in commands:
+        flags = dict(a.lstrip("-").split("=", 1) if "=" in a else (a.lstrip("-"), None)
+                     for a in args if a.startswith("--"))
+        if program not in helps:
+            argv = [program, "--helpfull"] if program.startswith("launch.") else None
+            helps[program] = (_run(argv).stdout if argv else subprocess.run(
+                [sys.executable, program, "--help"], cwd=mbold_tf.REPO_ROOT,
+                capture_output=True, text=True, check=False).stdout)
+        for flag, value in flags.items():
+            assert f"--{flag}" in helps[program], (program, flag)
+            if flag.endswith("_dir") and flag not in ("root_dir", "data_dir"):
+                assert value in written, f"{program} --{flag}={value}: nothing writes it"
+        if program in ("launch.export", "launch.evaluate") and "task" in flags:
+            assert flags["task"] == "push1"  # the quickstart's task
+        if program == "launch.export":
+            written.add(flags["out"])

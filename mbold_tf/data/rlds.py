@@ -115,24 +115,59 @@ class MappingError(KeyError):
         return str(self.args[0]) if self.args else ""
 
 
-def _get(tree, path: str, what: str, available_from=None):
+# What each mapped key must hold, per step (shape without the time axis), for the suggestion
+# of a wrong key: a description, and a test of (shape, dtype).
+_FITS = {
+    "image": ("square RGB uint8 images [S, S, 3]",
+              lambda shape, dtype: len(shape) == 3 and shape[-1] == 3 and shape[0] == shape[1]
+              and dtype == tf.uint8),
+    "action": ("float vectors [A]", lambda shape, dtype: len(shape) == 1 and dtype.is_floating),
+    "proprio": ("float vectors [P]", lambda shape, dtype: len(shape) == 1 and dtype.is_floating),
+}
+
+
+def _get(tree, path: str, what: str, available_from=None, batched: bool = False):
+    """The node of ``tree`` at the '/'-separated ``path``; raises MappingError listing the
+    available keys and suggesting only keys whose shape fits ``what`` (none when none fits)."""
     node = tree
     for part in path.split("/"):
         if not isinstance(node, dict) or part not in node:
-            keys = _paths(available_from if available_from is not None else tree)
-            raise MappingError(f"RLDS steps have no key {path!r} (mapped as {what}); available "
-                               f"step keys: {keys}. Fix the KeyMapping (e.g. --gin_param="
-                               f"\"KeyMapping.{what}='{keys[0] if keys else '...'}'\").")
+            source = available_from if available_from is not None else tree
+            keys = _paths(source)
+            message = (f"RLDS steps have no key {path!r} (mapped as {what}); available step "
+                       f"keys: {keys}.")
+            if what in _FITS:
+                need, fits = _FITS[what]
+                fitting = [k for k, leaf in _leaves(source).items()
+                           if _fits(leaf, fits, batched)]
+                fitting.sort(key=lambda k: what not in k)  # 'action' first for the action
+                message += (f" Keys holding {need}: {fitting}. Fix the KeyMapping (e.g. "
+                            f"--gin_param=\"KeyMapping.{what}='{fitting[0]}'\")."
+                            if fitting else f" None of them holds {need}, as the {what} must; "
+                            f"this dataset cannot be mapped as it is.")
+            raise MappingError(message)
         node = node[part]
     return node
 
 
-def _paths(tree, prefix="") -> list:
-    out = []
+def _fits(leaf, fits, batched: bool) -> bool:
+    shape, dtype = getattr(leaf, "shape", None), getattr(leaf, "dtype", None)
+    if shape is None or dtype is None:
+        return False
+    shape = tuple(shape)[1:] if batched else tuple(shape)
+    return bool(fits(shape, tf.as_dtype(dtype)))
+
+
+def _leaves(tree, prefix="") -> dict:
+    out = {}
     for k, v in tree.items():
         p = f"{prefix}{k}"
-        out.extend(_paths(v, p + "/") if isinstance(v, dict) else [p])
+        out.update(_leaves(v, p + "/") if isinstance(v, dict) else {p: v})
     return out
+
+
+def _paths(tree, prefix="") -> list:
+    return list(_leaves(tree, prefix))
 
 
 def _builder(source: str, data_dir: Optional[str]):
@@ -206,9 +241,9 @@ def _resize(images: np.ndarray) -> np.ndarray:
 def _episode_to_numpy(episode, mapping: KeyMapping):
     steps = episode["steps"]
     dense = steps.batch(1 << 20).get_single_element()
-    out = {"image": _get(dense, mapping.image, "image"),
-           "action": _get(dense, mapping.action, "action"),
-           "proprio": _get(dense, mapping.proprio, "proprio")}
+    out = {"image": _get(dense, mapping.image, "image", batched=True),
+           "action": _get(dense, mapping.action, "action", batched=True),
+           "proprio": _get(dense, mapping.proprio, "proprio", batched=True)}
     if mapping.privileged and mapping.privileged in dense:
         out["privileged"] = dense[mapping.privileged]
     return out
@@ -298,11 +333,30 @@ def count_records(path: str) -> int:
     return count
 
 
-def verify_shards(source: str, data_dir: Optional[str] = None) -> Dict[str, int]:
-    """Checks every split's shards against the dataset's metadata without decoding them.
+def check_record_crcs(path: str) -> int:
+    """Reads every record of a TFRecord file, checking its CRC32C checksums (length and data),
+    without decoding; returns the number of records.
 
-    Returns {split: episodes}. Raises IOError naming the first missing, truncated or short
-    shard (record counts against dataset_info.json's shard lengths) and how to rebuild.
+    Raises IOError naming the file when a checksum does not match (a flipped byte) or the file
+    ends inside a record.
+    """
+    count = 0
+    try:
+        for _ in tf.data.TFRecordDataset(path, buffer_size=1 << 22):
+            count += 1
+    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+        raise IOError(f"Shard {path} fails its checksum at record {count} "
+                      f"({e.message.strip().splitlines()[0][:200]}): the file is "
+                      f"corrupt.") from None
+    return count
+
+
+def verify_shards(source: str, data_dir: Optional[str] = None) -> Dict[str, int]:
+    """Checks every split's shards against the dataset's metadata: each record's CRC32C
+    checksums (every byte is read, nothing decoded) and the record counts.
+
+    Returns {split: episodes}. Raises IOError naming the first missing, truncated, short or
+    corrupt shard (record counts against dataset_info.json's shard lengths) and how to rebuild.
     """
     builder = _builder(source, data_dir)
     counts = {}
@@ -315,7 +369,8 @@ def verify_shards(source: str, data_dir: Optional[str] = None) -> Dict[str, int]
                 raise IOError(f"Shard {path} is missing; delete {builder.data_dir} and rebuild "
                               f"the dataset.")
             try:
-                n = count_records(path)
+                n = count_records(path)  # headers first: a short file fails fast, by name
+                check_record_crcs(path)
             except IOError as e:
                 raise IOError(f"{e} Delete {builder.data_dir} and rebuild the dataset.") from None
             if i < len(expected) and n != expected[i]:

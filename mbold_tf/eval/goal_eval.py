@@ -70,13 +70,16 @@ def evaluate_py_policy(env: goal_env.GoalConditionedPyEnvironment, policy,
 
     Returns one dict per goal: the env's ``episode_metrics()`` at the final step (goal_index,
     success 0/1, start and final object and arm distances in m, object_displacement,
-    object_moved) plus ``seconds`` (wall time of the episode). With ``gif_dir``, the first
-    ``num_gifs`` episodes are saved as ``<gif_dir>/<tag>goal<index>.gif`` (the camera image left,
-    the goal image right), captioned with ``title`` (e.g. the method), the step and the outcome.
+    object_moved) plus ``seconds`` (wall time of the episode). With ``gif_dir``, every successful
+    episode, the first failed one and the first ``num_gifs`` episodes are saved as
+    ``<gif_dir>/<tag>goal<index>.gif`` (the camera image left, the goal image right), captioned
+    with ``title`` (e.g. the method), the step and the outcome: a success is never without its
+    GIF, and each call shows how its policy fails.
     """
     final = _FinalMetrics(env)
     recorder = _FrameRecorder()
-    observers = [final] + ([recorder] if gif_dir and num_gifs else [])
+    observers = [final] + ([recorder] if gif_dir else [])
+    failure_saved = False
     driver = py_driver.PyDriver(env, policy, observers=observers, max_episodes=1)
     rows = []
     for n, i in enumerate(goal_indices):
@@ -91,7 +94,10 @@ def evaluate_py_policy(env: goal_env.GoalConditionedPyEnvironment, policy,
                      "%.1f s", tag, n + 1, len(goal_indices), int(i), bool(row["success"]),
                      row["start_object_distance"], row["object_distance"], row["arm_distance"],
                      row["seconds"])
-        if gif_dir and n < num_gifs and recorder.frames:
+        success = bool(row["success"])
+        keep = n < num_gifs or success or not failure_saved
+        if gif_dir and keep and recorder.frames:
+            failure_saved = failure_saved or not success
             os.makedirs(gif_dir, exist_ok=True)
             save_gif(os.path.join(gif_dir, f"{tag}goal{int(i)}.gif"), recorder.frames,
                      title=f"{title or tag} goal {int(i)}", success=bool(row["success"]))

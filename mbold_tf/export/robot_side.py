@@ -17,7 +17,18 @@ the control period: the policy runs in a worker thread, and when a call (a repla
 answered within ``deadline_s`` the runner returns the next action of the previous plan (zeros
 when there is none) and logs it. The late call's plan is adopted when it arrives, skipping the
 actions executed meanwhile. :meth:`RobotPolicy.latency` reports p50 / p95 / max seconds per
-``act`` and the number of deadline misses.
+``act``, the number of deadline misses and the largest overrun past the deadline.
+
+**Warm-up.** Loading runs the policy on a blank observation (zeros of the exported spec) before
+the first ``act``: the first call (graph optimisation and a plan), a step after it and a second
+plan, timed and logged (:attr:`RobotPolicy.warm_up_s`), so the robot's first steps do not pay the
+tracing. While the second plan runs in the worker thread, the runner also measures how late a
+timed wait wakes up on this machine (``wake_margin_s``, at most half the deadline) and thereafter
+stops waiting that much before the deadline, so an overrun stays within the deadline plus that
+margin. ``holds_deadline_s`` (a plan plus the margin) is the shortest deadline at which replans
+answer in time here; a shorter deadline is logged as such (its replans fall back on the previous
+plan, zeros before the first plan arrives). ``launch.export`` records these numbers, with the
+machine and its load, in ``mbold_export.json`` (``measured_on_export``).
 
 Run as a script it steps an environment with the policy::
 
@@ -89,9 +100,12 @@ class RobotPolicy:
       policy_dir: the directory ``launch.export`` wrote.
       deadline_s: answer every ``act`` within this many seconds (see the module docstring);
         None waits for the policy however long it takes.
+      warm_up: run and time the policy on a blank observation at load (the module docstring);
+        the result is :attr:`warm_up_s` (None without).
     """
 
-    def __init__(self, policy_dir: str, deadline_s: Optional[float] = None):
+    def __init__(self, policy_dir: str, deadline_s: Optional[float] = None,
+                 warm_up: bool = True):
         if deadline_s is not None and not deadline_s > 0:
             raise ValueError(f"deadline_s must be positive seconds or None; got {deadline_s!r}.")
         self.metadata = read_metadata(policy_dir)
@@ -122,6 +136,53 @@ class RobotPolicy:
         self._fallbacks_since_call = 0
         self._latencies: List[float] = []
         self.deadline_misses = 0
+        self._margin_s = 0.0  # stop waiting this much before the deadline (measured)
+        self.warm_up_s: Optional[Dict[str, float]] = self._warm_up() if warm_up else None
+
+    def _warm_up(self) -> Dict[str, float]:
+        """Runs the policy on a blank observation: a first call, a step after it and a second
+        plan (in the worker thread, sampling how late timed waits wake meanwhile); returns the
+        seconds of each, ``wake_margin_s`` and ``holds_deadline_s``, and logs them."""
+        blank = {k: np.zeros(spec["shape"], spec["dtype"])[None]
+                 for k, spec in self._obs_spec.items()}
+        state = self._policy.get_initial_state(1)
+        t0 = time.monotonic()
+        out = self._call(blank, state, True)
+        first = time.monotonic() - t0
+        t0 = time.monotonic()
+        self._call(blank, out.state, False)
+        step = time.monotonic() - t0
+        worker = self._worker or futures.ThreadPoolExecutor(1, thread_name_prefix="warm_up")
+        late = [0.0]
+        t0 = time.monotonic()
+        pending = worker.submit(self._call, blank, state, True)
+        while True:
+            wait_start = time.monotonic()
+            try:
+                pending.result(timeout=0.01)
+                break
+            except futures.TimeoutError:
+                late.append(time.monotonic() - wait_start - 0.01)
+        plan = time.monotonic() - t0
+        if worker is not self._worker:
+            worker.shutdown()
+        margin = max(late)
+        if self.deadline_s is not None:
+            self._margin_s = min(margin, self.deadline_s / 2)
+        result = {"first_call_s": round(first, 4), "step_s": round(step, 4),
+                  "plan_s": round(plan, 4), "wake_margin_s": round(margin, 4),
+                  "holds_deadline_s": round(plan + margin, 4)}
+        _log.info("Warm-up on a blank observation: first call %.2f s (graph optimisation "
+                     "and a plan), a step after it %.3f s, a plan %.2f s; timed waits wake up "
+                     "to %.3f s late meanwhile. Replans answer in time for deadlines of %.2f s "
+                     "or more on this machine now.", first, step, plan, margin,
+                     result["holds_deadline_s"])
+        if self.deadline_s is not None and self.deadline_s < result["holds_deadline_s"]:
+            _log.warning("deadline_s = %.3f s is shorter than a plan here (%.2f s): every "
+                         "replan overruns it, and act() returns the previous plan's next "
+                         "action meanwhile (zeros until the first plan of an episode arrives).",
+                         self.deadline_s, plan)
+        return result
 
     def reset(self) -> None:
         """Starts a new episode (fresh plan, step counter 0)."""
@@ -133,13 +194,17 @@ class RobotPolicy:
         self._plan, self._plan_pos = None, 0
 
     def latency(self) -> Dict[str, float]:
-        """Seconds per ``act`` so far: p50, p95, max, and calls and deadline misses (counts)."""
+        """Seconds per ``act`` so far: p50, p95, max, calls and deadline misses (counts) and,
+        with a deadline, ``max_overrun_s`` (the longest ``act`` past it)."""
         if not self._latencies:
             return {"calls": 0, "deadline_misses": self.deadline_misses}
         lat = np.asarray(self._latencies)
-        return {"calls": int(lat.size), "p50": float(np.percentile(lat, 50)),
-                "p95": float(np.percentile(lat, 95)), "max": float(lat.max()),
-                "deadline_misses": self.deadline_misses}
+        out = {"calls": int(lat.size), "p50": float(np.percentile(lat, 50)),
+               "p95": float(np.percentile(lat, 95)), "max": float(lat.max()),
+               "deadline_misses": self.deadline_misses}
+        if self.deadline_s is not None:
+            out["max_overrun_s"] = max(0.0, float(lat.max()) - self.deadline_s)
+        return out
 
     def check_observation(self, observation: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
         """Validates an unbatched observation dict; returns it batched ([1, ...]) as numpy."""
@@ -198,7 +263,8 @@ class RobotPolicy:
     def act(self, observation: Mapping[str, np.ndarray]) -> np.ndarray:
         """float32 [A] action for one observation dict; finite and within the bounds.
 
-        With a deadline, answers within ``deadline_s`` (plus the validation's microseconds).
+        With a deadline, answers within ``deadline_s`` plus a bounded margin (the error of the
+        wake-up lateness measured at warm-up; see ``latency()['max_overrun_s']``).
         """
         start = time.monotonic()
         if self._state is None:
@@ -211,7 +277,9 @@ class RobotPolicy:
                 self._pending = self._worker.submit(self._call, obs, self._state, self._first)
                 self._fallbacks_since_call = 0
             try:
-                out = self._pending.result(timeout=max(0.0, self.deadline_s -
+                # The measured wake-up lateness is taken off the wait, so that the answer
+                # comes within the deadline plus (at most) the margin's error.
+                out = self._pending.result(timeout=max(0.0, self.deadline_s - self._margin_s -
                                                        (time.monotonic() - start)))
                 self._pending = None
                 action = self._adopt(out, self._fallbacks_since_call)
@@ -281,6 +349,7 @@ def main(argv=None) -> None:
         policy = RobotPolicy(args.policy_dir, deadline_s=args.deadline_s)
     except (ExportError, ValueError) as e:
         sys.exit(f"robot_side: {e}")
+    print(json.dumps({"warm_up_s": policy.warm_up_s}))
     if args.inputs:
         _replay(policy, args.inputs, args.outputs or "actions.npz")
         return
