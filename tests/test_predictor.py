@@ -171,7 +171,7 @@ def trained_run(tmp_path_factory, data_dir, arrays):
     try:
         tf.keras.utils.set_random_seed(0)
         first = tp.PredictorTrainer(root, "mbold_tabletop/push1_tiny", data_dir, 40, 4, 3e-3,
-                                    "l2", 0, 10, 5, 5, False)
+                                    "l2", 0, 10, 5, 5, "float32")
         batch = _fixed_batch(arrays)
         mse_before = _mse(first.model, batch)
         result_first = first.train()
@@ -179,7 +179,7 @@ def trained_run(tmp_path_factory, data_dir, arrays):
         saved = [v.numpy() for v in first.model.variables]
         # A second process: restore, compare, then train on to 80 steps.
         second = tp.PredictorTrainer(root, "mbold_tabletop/push1_tiny", data_dir, 80, 4, 3e-3,
-                                     "l2", 0, 10, 5, 5, False)
+                                     "l2", 0, 10, 5, 5, "float32")
         restored_from = second.loop.restore()
         restored = [v.numpy() for v in second.model.variables]
         restored_step = int(second.step.numpy())
@@ -277,7 +277,7 @@ def test_other_config_fails_naming_the_setting(trained_run, data_dir):
         with pytest.raises(run_config.ConfigMismatchError,
                            match=r"training: \{.*'loss': 'l2'.*\} \(checkpoint\) vs .*'l1'"):
             tp.PredictorTrainer(root, "mbold_tabletop/push1_tiny", data_dir, 90, 4, 3e-3, "l1",
-                                0, 10, 5, 5, False)
+                                0, 10, 5, 5, "float32")
     finally:
         gin.clear_config()
 
@@ -289,7 +289,7 @@ def test_hard_windows_are_scored_saved_and_settings_checked(data_dir, tmp_path):
     try:
         tf.keras.utils.set_random_seed(0)
         trainer = tp.PredictorTrainer(root, "mbold_tabletop/push1_tiny", data_dir, 7, 4, 3e-3,
-                                      "l2", 0, 10, 5, 5, False, hard_window_share=0.5,
+                                      "l2", 0, 10, 5, 5, "float32", hard_window_share=0.5,
                                       rescore_every=3)
         assert trainer.train()["step"] == 7
         # Scored at steps 3 and 6, each time every training window.
@@ -315,7 +315,7 @@ def test_hard_windows_are_scored_saved_and_settings_checked(data_dir, tmp_path):
         for share, every in [(0.5, 0), (0.0, 5), (1.0, 5)]:
             with pytest.raises(ValueError, match="train_predictor.hard_window_share"):
                 tp.PredictorTrainer(str(tmp_path / "bad"), "mbold_tabletop/push1_tiny",
-                                    data_dir, 7, 4, 3e-3, "l2", 0, 10, 5, 5, False,
+                                    data_dir, 7, 4, 3e-3, "l2", 0, 10, 5, 5, "float32",
                                     hard_window_share=share, rescore_every=every)
     finally:
         gin.clear_config()
@@ -346,7 +346,7 @@ def test_training_draws_the_scored_windows(data_dir, tmp_path, monkeypatch):
     gin.parse_config_file(GIN_TINY)
     try:
         trainer = tp.PredictorTrainer(str(tmp_path / "drawn"), "mbold_tabletop/push1_tiny",
-                                      data_dir, 6, 4, 3e-3, "l2", 0, 10, 5, 5, False,
+                                      data_dir, 6, 4, 3e-3, "l2", 0, 10, 5, 5, "float32",
                                       hard_window_share=0.5, rescore_every=3)
         trainer.train()
     finally:

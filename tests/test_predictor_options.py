@@ -105,7 +105,7 @@ def test_state_conditioned_training_takes_the_size_from_the_data_and_learns_stat
             out = step(batch)
             first = float(out["state_mse"]) if first is None else first
         assert float(out["state_mse"]) < 0.5 * first
-        settings = run_config.read_config(root, vp.KIND)
+        settings = trainer._record  # pylint: disable=protected-access  (written by train())
         assert settings["state_conditioned"] and settings["state_dim"] == 7
         assert settings[vp.TRAINING_KEY]["state_loss_weight"] == 1.0
     finally:
@@ -230,5 +230,20 @@ def test_bf16_training_is_used_or_refused_as_this_cpu_allows(data_dir, tmp_path)
     batch = next(iter(trainer._dataset(trainer.arrays("train"), 4, 0)))  # pylint: disable=protected-access
     out = trainer._replica_step(batch, trainer.step)  # pylint: disable=protected-access
     assert out["loss"].dtype == tf.float32 and np.isfinite(float(out["loss"]))
-    record = run_config.read_config(str(tmp_path / "run"), vp.KIND)[vp.TRAINING_KEY]
+    record = trainer._record[vp.TRAINING_KEY]  # pylint: disable=protected-access
     assert record["precision"] == "mixed_bfloat16"
+
+
+def test_a_start_that_fails_the_data_checks_leaves_no_run_record(data_dir, tmp_path):
+    gin.clear_config()
+    gin.parse_config_files_and_bindings([GIN_TINY], ["VideoPredictor.action_dim = 3"])
+    root = str(tmp_path / "run")
+    try:
+        trainer = tp.PredictorTrainer(root, "mbold_tabletop/push1_tiny", data_dir, 2, 4, 3e-3,
+                                      "l2", 0, 10, 5, 5)
+        with pytest.raises(ValueError, match="4-D actions but the predictor is built for 3"):
+            trainer.train()
+    finally:
+        gin.clear_config()
+    assert not os.path.exists(run_config.config_path(root))
+    assert not os.path.exists(os.path.join(root, rlds.DATA_STATS_NAME))

@@ -171,11 +171,13 @@ class PredictorTrainer:
                 self.model = vp.VideoPredictor(**size)
                 # The loss, learning rate and batch shape the weights without changing the
                 # model: recorded beside its settings, so that resuming with others fails and
-                # results headers name them.
-                run_config.check_or_write_config(
-                    self.write_dir, vp.KIND, dict(self.model.settings(), **{
-                        vp.TRAINING_KEY: self._training_record(loss, learning_rate,
-                                                               batch_size)}))
+                # results headers name them. A resume with other settings fails here, before
+                # any data loads; a new run's record is written by train() once the data's
+                # checks pass, so a failed start leaves no record without a checkpoint.
+                self._record = dict(self.model.settings(), **{
+                    vp.TRAINING_KEY: self._training_record(loss, learning_rate, batch_size)})
+                if os.path.exists(run_config.config_path(self.write_dir)):
+                    run_config.check_or_write_config(self.write_dir, vp.KIND, self._record)
                 self.model.build_variables()
                 optimizer = tf.keras.optimizers.Adam(learning_rate)
                 if self.precision == "mixed_float16":  # bfloat16 has float32's range: no scaling
@@ -336,12 +338,17 @@ class PredictorTrainer:
         return out
 
     def train(self, strip_every: int = 0) -> Dict[str, float]:
-        stats = rlds.write_data_stats(self.write_dir, self.arrays("train"), self.dataset_name)
+        """Trains (or resumes) to ``total_steps``; returns the last scalars with ``step``,
+        ``train_seconds`` and ``steps_per_s``. The run's record (config.json, data_stats.json)
+        is written once the data passed its checks."""
+        stats = rlds.data_stats(self.arrays("train"), self.dataset_name)
         if stats["action_dim"] != self.model.action_dim:
             raise training.SettingError(
                 f"{self.dataset_name} has {stats['action_dim']}-D actions but the predictor is "
                 f"built for {self.model.action_dim}: set --gin_param=\"VideoPredictor.action_dim="
                 f"{stats['action_dim']}\".")
+        run_config.check_or_write_config(self.write_dir, vp.KIND, self._record)
+        rlds.write_data_stats(self.write_dir, self.arrays("train"), self.dataset_name)
         train_arrays = self.arrays("train")
 
         def dataset_fn(input_context):
