@@ -94,7 +94,8 @@ def evaluate_methods(goal_set: goals_lib.GoalSet, methods: Sequence[str],
                      num_gifs: int = 3, goal_indices: Optional[Sequence[int]] = None,
                      planning_models: Sequence[str] = ("predictor",), command: str = "",
                      planner_gin_files: Sequence[str] = (),
-                     model_dirs: Optional[Mapping[str, str]] = None) -> Dict[str, Any]:
+                     model_dirs: Optional[Mapping[str, str]] = None,
+                     lockstep: int = 1) -> Dict[str, Any]:
     """Runs every (method, model) cell on every goal for every seed; returns the results dict.
 
     Args:
@@ -109,37 +110,126 @@ def evaluate_methods(goal_set: goals_lib.GoalSet, methods: Sequence[str],
       planning_models: 'predictor' and/or 'simulator' (PRIVILEGED) for the CEM planners.
       command, planner_gin_files, model_dirs: recorded in the results header (the command line,
         the planner's gin files, each model's run directory by role).
+      lockstep: episodes of one cell (goals, then seeds) run together, their CEM samples
+        predicted and scored as one batch (``factory.lockstep_supported`` cells; the others run
+        one at a time); the records equal those of 1, the sequential path. Checked against
+        the free memory before any episode runs.
     Returns:
       the results file's content: {'format', 'version', 'header', 'episodes'}.
     """
     cells = evaluation_grid(methods, planning_models)
     check_models(cells, {k for k, v in models.items() if v is not None})
+    if lockstep < 1:
+        raise EvaluationSetupError(f"--lockstep={lockstep}: the episodes run together must be "
+                                   f">= 1.")
     indices = list(goal_indices if goal_indices is not None else range(len(goal_set)))
     header = results_lib.make_header(
         goal_set.task, goal_set.hard, goal_set.seed, len(goal_set), indices, seeds, command,
         planner_gin_files, planner_config(), model_dirs or {})
     episodes = resumable(out_dir, header)
-    done = {(e["method"], e["model"], e["seed"]) for e in episodes}
-    path = os.path.join(out_dir, RESULTS_NAME)
     runner = episode_runner.EpisodeRunner(goal_set, models)
     try:
-        for seed in seeds:  # seed-major: after each seed every cell has the same episodes
+        if lockstep > 1:
+            check_lockstep_memory(runner, cells, lockstep)
             for method, model in cells:
-                if (method, model, seed) in done:
-                    continue
-                t0 = time.time()
-                records = runner.run_goals(method, model, seed, indices,
-                                           gif_dir=os.path.join(out_dir, "gifs"),
+                if not factory.lockstep_supported(method, model):
+                    logging.info("%s runs one episode at a time (lockstep covers the planners "
+                                 "with the predictor and %s).", report.cell_name((method, model)),
+                                 factory.LOCKSTEP_MODEL_FREE)
+        for method, model, block in _blocks(cells, seeds, indices, episodes, lockstep):
+            t0 = time.time()
+            gif_dir = os.path.join(out_dir, "gifs")
+            if lockstep > 1 and factory.lockstep_supported(method, model):
+                records = runner.run_lockstep(
+                    method, model, block, gif_dir=gif_dir,
+                    gif_episodes={(int(seeds[0]), int(g)) for g in indices[:num_gifs]})
+            else:
+                seed = block[0][0]
+                records = runner.run_goals(method, model, seed, [g for _, g in block],
+                                           gif_dir=gif_dir,
                                            num_gifs=num_gifs if seed == seeds[0] else 0)
-                episodes += records
-                results_lib.write_results(path, header, episodes)
-                rate = sum(r["success"] for r in records) / max(len(indices), 1)
-                logging.info("%s: seed %d: success %.1f%% over %d goals (%.1f s/episode)",
-                             report.cell_name((method, model)), seed, 100 * rate, len(indices),
-                             (time.time() - t0) / max(len(indices), 1))
+            episodes = canonical_order(episodes + records, cells, seeds, indices)
+            results_lib.write_results(os.path.join(out_dir, RESULTS_NAME), header, episodes)
+            logging.info("%s: %d episodes (seeds %s): %d successes (%.1f s/episode)",
+                         report.cell_name((method, model)), len(block),
+                         sorted({s for s, _ in block}), sum(r["success"] for r in records),
+                         (time.time() - t0) / max(len(block), 1))
     finally:
         runner.close()
-    return write_table(out_dir, path)
+    return write_table(out_dir, os.path.join(out_dir, RESULTS_NAME))
+
+
+def _blocks(cells, seeds, indices, episodes, lockstep: int):
+    """Yields (method, model, [(seed, goal index), ...]): the episodes not in ``episodes``,
+    seed-major. One seed's goals of one cell per block when ``lockstep`` is 1 or the cell runs
+    one episode at a time; else up to ``lockstep`` episodes of one cell over as many seeds as
+    fit (after each group of seeds every cell has the same episodes)."""
+    done = {(e["method"], e["model"], e["seed"], e["goal_index"]) for e in episodes}
+    per_group = max(1, -(-lockstep // max(len(indices), 1)))  # seeds run together
+    for first in range(0, len(seeds), per_group):
+        group = list(seeds[first:first + per_group])
+        for method, model in cells:
+            batched = lockstep > 1 and factory.lockstep_supported(method, model)
+            for seed_list in ([group] if batched else [[s] for s in group]):
+                todo = [(int(s), int(g)) for s in seed_list for g in indices
+                        if (method, model, s, g) not in done]
+                size = lockstep if batched else max(len(todo), 1)
+                for start in range(0, len(todo), size):
+                    yield method, model, todo[start:start + size]
+
+
+def canonical_order(episodes, cells, seeds, indices) -> List[Dict[str, Any]]:
+    """The records in the sequential path's order (seed, cell, goal); records of cells, seeds
+    or goals outside the run (kept from an earlier run) stay first, in their order."""
+    cell_pos = {c: i for i, c in enumerate(cells)}
+    seed_pos = {s: i for i, s in enumerate(seeds)}
+    goal_pos = {g: i for i, g in enumerate(indices)}
+
+    def key(e):
+        k = (seed_pos.get(e["seed"]), cell_pos.get((e["method"], e["model"])),
+             goal_pos.get(e["goal_index"]))
+        return (1,) + k if None not in k else (0, 0, 0, 0)
+
+    return sorted(episodes, key=key)  # stable: the outside records keep their order
+
+
+def check_lockstep_memory(runner: episode_runner.EpisodeRunner, cells, lockstep: int,
+                          available: Optional[int] = None) -> None:
+    """Raises EvaluationSetupError naming ``--lockstep`` and the estimated memory when a CEM
+    iteration of ``lockstep`` episodes of a lockstep planner cell (``lockstep`` × N samples ×
+    :meth:`MPCPolicy.sample_memory_bytes`) exceeds ``available`` bytes (default: the system's
+    MemAvailable)."""
+    available = _available_memory() if available is None else available
+    for method, model in cells:
+        if method not in factory.PLANNERS or not factory.lockstep_supported(method, model):
+            continue
+        policy = runner.lockstep_policy(method, model)
+        per_sample = policy.sample_memory_bytes()
+        samples = lockstep * cem.CEMConfig().num_samples
+        need = samples * per_sample
+        logging.info("Lockstep %d: %s needs about %.2f GB per CEM iteration (%d samples × "
+                     "%.2f MB); %.2f GB available", lockstep, method, need / 1e9, samples,
+                     per_sample / 1e6, available / 1e9)
+        if need > available:
+            fits = max(1, int(available // max(per_sample * cem.CEMConfig().num_samples, 1)))
+            raise EvaluationSetupError(
+                f"--lockstep={lockstep} would need about {need / 1e9:.1f} GB for one CEM "
+                f"iteration of {method!r} ({samples} samples × {per_sample / 1e6:.2f} MB, the "
+                f"predictor and cost's estimated working memory), more than the "
+                f"{available / 1e9:.1f} GB available; use --lockstep={fits} or less.")
+
+
+def _available_memory() -> int:
+    """Bytes of MemAvailable in /proc/meminfo (int; where unreadable, a warning and 2**62)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    logging.warning("No MemAvailable in /proc/meminfo: the lockstep memory check is skipped.")
+    return 2 ** 62
 
 
 def check_models(cells: Sequence[Tuple[str, str]], available: set) -> None:

@@ -101,6 +101,77 @@ def cem(cost_fn: Callable[[tf.Tensor], tf.Tensor], init_mean: tf.Tensor, init_st
     return best_actions, best_cost
 
 
+def correlated_samples_batch(mean: tf.Tensor, std: tf.Tensor, num: int, beta: float,
+                             seeds: tf.Tensor) -> tf.Tensor:
+    """float32 [B, num, h, A]: :func:`correlated_samples` of B elements at once.
+
+    Args: mean [B, h, A]; std [B, h, A] (or broadcastable, e.g. [h, A]); seeds int64 [B, 2],
+    one stateless seed per element. Element b equals ``correlated_samples(mean[b], std[b],
+    num, beta, seeds[b])``: each draws its own noise from its own seed.
+    """
+    h, a = mean.shape[1], mean.shape[2]
+    std = tf.broadcast_to(std, tf.shape(mean))
+    eps = tf.map_fn(lambda s: tf.random.stateless_normal([h, num, a], s), seeds,
+                    fn_output_signature=tf.TensorSpec([h, num, a], tf.float32))
+    scaled = tf.transpose(beta * std[:, :, None, :] * eps, [1, 0, 2, 3])  # [h, B, num, A]
+
+    def step(prev, x):
+        return x + (1.0 - beta) * prev
+
+    noise = tf.scan(step, scaled, initializer=tf.zeros_like(scaled[0]))  # [h, B, num, A]
+    return tf.clip_by_value(mean[:, None] + tf.transpose(noise, [1, 2, 0, 3]), -1.0, 1.0)
+
+
+def cem_batch(cost_fn: Callable[[tf.Tensor], tf.Tensor], init_mean: tf.Tensor,
+              init_std: tf.Tensor, seeds: tf.Tensor, config: CEMConfig | None = None
+              ) -> Tuple[tf.Tensor, tf.Tensor]:
+    """:func:`cem` for B independent problems whose samples are scored in one call.
+
+    Each element keeps its own mean, std, elites, random stream and best plan, so element b's
+    result equals ``cem(cost_b, init_mean[b], init_std, seeds[b], config)`` (to float
+    rounding); only the cost function sees all B × N samples at once (lockstep evaluation).
+
+    Args:
+      cost_fn: actions float32 [B, N, h, A] -> cost float32 [B, N] (lower is better).
+      init_mean: float32 [B, h, A].
+      init_std: float32 [A] or [h, A], shared by the elements.
+      seeds: int [B, 2], each element's stateless seed.
+      config: :class:`CEMConfig`; None: the gin-configured one, built at this call.
+    Returns:
+      (best actions float32 [B, h, A], best cost float32 [B]).
+    """
+    config = CEMConfig() if config is None else config
+    mean = tf.convert_to_tensor(init_mean, tf.float32)
+    h, a = mean.shape[1], mean.shape[2]
+    std0 = tf.broadcast_to(tf.convert_to_tensor(init_std, tf.float32), [h, a])
+    std = std0
+    iteration_seeds = tf.map_fn(  # [B, I, 2]: the per-iteration seeds cem() derives
+        lambda s: tf.random.experimental.stateless_split(s, config.iterations),
+        tf.cast(seeds, tf.int64), fn_output_signature=tf.TensorSpec([config.iterations, 2],
+                                                                    tf.int64))
+    best_actions = mean
+    best_cost = tf.fill(tf.shape(mean)[:1], float("inf"))
+    n, k = config.num_samples, config.num_elites
+    for it in range(config.iterations):
+        samples = correlated_samples_batch(mean, std, n, config.beta, iteration_seeds[:, it])
+        cost = tf.reshape(cost_fn(samples), [-1, n])
+        cost = tf.where(tf.math.is_finite(cost), cost, tf.fill(tf.shape(cost), float("inf")))
+        neg_top, idx = tf.math.top_k(-cost, k=k)  # [B, K] each
+        elites = tf.gather(samples, idx, batch_dims=1)  # [B, K, h, A]
+        if config.refit == "gaussian":
+            mean = tf.reduce_mean(elites, axis=1)
+            gain = (config.beta / (2.0 - config.beta)) ** 0.5  # as in cem()
+            std = tf.maximum(tf.math.reduce_std(elites, axis=1) / gain, config.min_std)
+        else:
+            w = tf.nn.softmax(neg_top - tf.reduce_max(neg_top, axis=1, keepdims=True))
+            mean = tf.einsum("bk,bkha->bha", w, elites)
+            std = std0
+        improved = -neg_top[:, 0] < best_cost
+        best_actions = tf.where(improved[:, None, None], elites[:, 0], best_actions)
+        best_cost = tf.where(improved, -neg_top[:, 0], best_cost)
+    return best_actions, best_cost
+
+
 def shift_plan(actions: tf.Tensor, steps) -> tf.Tensor:
     """Warm start: drops the first ``steps`` actions of a [h, A] plan and pads with zeros.
 

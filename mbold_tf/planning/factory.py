@@ -55,6 +55,20 @@ SIMULATOR_ONLY = tuple(m for m, c in PLANNER_COST.items() if c in costs.SIMULATO
 DREAMER_REWARD = checkpoints.DREAMER_REWARD
 
 
+# Model-free methods whose policies act on a batch of episodes of their own seeds (lockstep
+# evaluation); SoRB, RIG and Dreamer keep per-episode state of their own and run one at a time.
+LOCKSTEP_MODEL_FREE = ("q_only", "random", "gcbc")
+
+
+def lockstep_supported(method: str, model: str) -> bool:
+    """Whether ``make_policy(..., episode_seeds=True)`` builds ``method`` with ``model``: the
+    planners with the predictor (the simulator rolls one episode out at a time) and
+    ``LOCKSTEP_MODEL_FREE``."""
+    if method in PLANNERS:
+        return model == "predictor"
+    return method in LOCKSTEP_MODEL_FREE
+
+
 def requires(method: str, model: str = "predictor") -> tuple:
     """The ``models`` keys that ``method`` needs when planning with ``model`` (tuple of str).
 
@@ -77,9 +91,10 @@ def requires(method: str, model: str = "predictor") -> tuple:
 
 
 @gin.configurable(denylist=["method", "time_step_spec", "action_spec", "init_std", "models",
-                             "seed", "model"])
+                             "seed", "model", "episode_seeds"])
 def make_policy(method: str, time_step_spec, action_spec, init_std,
                 models: Dict[str, Any], seed: int = 0, model: str = "predictor",
+                episode_seeds: bool = False,
                 config: Optional[cem.CEMConfig] = None, replan_every: int = 6,
                 episode_length: Optional[int] = 30, closed_loop_final_steps: int = 0,
                 final_actor_steps: int = 0, q_only_actions: int = 100,
@@ -97,6 +112,9 @@ def make_policy(method: str, time_step_spec, action_spec, init_std,
       seed: planner / shooting seed.
       model: what the CEM planners predict with: 'predictor' or 'simulator' (PRIVILEGED).
         Not a gin setting: the evaluation grid (``launch.evaluate --models``) owns it.
+      episode_seeds: the lockstep policy (the evaluation owns it): batch elements are episodes
+        advancing together, each seeded by the policy state's ``'seed'`` (int64 [B]) and
+        scored in one batch (only where :func:`lockstep_supported`; ValueError otherwise).
       config: CEMConfig (defaults to the gin-configured one).
       replan_every: planned actions executed per replan (paper: 6).
       episode_length: predictions are cut at the episode's end before scoring.
@@ -115,27 +133,31 @@ def make_policy(method: str, time_step_spec, action_spec, init_std,
     if missing:
         raise ValueError(f"Method {method!r} needs trained model(s) {missing}; pass their run "
                          f"directories (e.g. --{missing[0]}_dir).")
+    if episode_seeds and not lockstep_supported(method, model):
+        raise ValueError(f"Method {method!r} with model {model!r} plans one episode at a time; "
+                         f"lockstep policies: the planners with the predictor and "
+                         f"{LOCKSTEP_MODEL_FREE}.")
     if method not in PLANNERS:
         return _model_free_policy(method, time_step_spec, action_spec, models, seed,
-                                  q_only_actions)
+                                  q_only_actions, episode_seeds)
     return _planner(method, time_step_spec, action_spec, init_std, models, seed, model,
                     config or cem.CEMConfig(), replan_every, episode_length,
-                    closed_loop_final_steps, final_actor_steps, ideal_step)
+                    closed_loop_final_steps, final_actor_steps, ideal_step, episode_seeds)
 
 
 def _model_free_policy(method: str, time_step_spec, action_spec, models: Dict[str, Any],
-                       seed: int, q_only_actions: int):
+                       seed: int, q_only_actions: int, episode_seeds: bool = False):
     """The policy of a method that plans with no model (``method`` not in ``PLANNERS``)."""
     if method == "random":
         # Uniform over the action box, seeded by (seed, step): one random candidate, no scoring.
         return policies.QShootingPolicy(
             time_step_spec, action_spec, lambda image, goal, action: tf.zeros(tf.shape(action)[:1]),
-            num_actions=1, seed=seed, name="random")
+            num_actions=1, seed=seed, episode_seeds=episode_seeds, name="random")
     if method == "q_only":
         distance = models["distance"]
         return policies.QShootingPolicy(time_step_spec, action_spec, distance.q_values,
                                         num_actions=q_only_actions, seed=seed,
-                                        models=[distance])
+                                        models=[distance], episode_seeds=episode_seeds)
     if method == "gcbc":
         gcbc = models["gcbc"]
         return policies.GCBCPolicy(time_step_spec, action_spec, gcbc.action, models=[gcbc])
@@ -158,7 +180,8 @@ def _model_free_policy(method: str, time_step_spec, action_spec, models: Dict[st
 def _planner(method: str, time_step_spec, action_spec, init_std, models: Dict[str, Any],
              seed: int, model: str, config: cem.CEMConfig, replan_every: int,
              episode_length: Optional[int], closed_loop_final_steps: int,
-             final_actor_steps: int, ideal_step: Optional[float]) -> mpc_policy.MPCPolicy:
+             final_actor_steps: int, ideal_step: Optional[float],
+             episode_seeds: bool = False) -> mpc_policy.MPCPolicy:
     """CEM-MPC over ``model`` scored by ``method``'s cost (a method of ``PLANNERS``); the
     arguments are :func:`make_policy`'s."""
     cost_name = PLANNER_COST[method]
@@ -198,4 +221,5 @@ def _planner(method: str, time_step_spec, action_spec, init_std, models: Dict[st
         config=config,
         replan_every=replan_every, seed=seed, episode_length=episode_length,
         closed_loop_final_steps=closed_loop_final_steps, final_action_fn=final_action_fn,
-        final_action_steps=final_steps, models=tracked, name=method)
+        final_action_steps=final_steps, models=tracked, episode_seeds=episode_seeds,
+        name=method)

@@ -23,6 +23,7 @@ from tf_agents.trajectories import policy_step
 
 from mbold_tf.planning import cem as cem_lib
 from mbold_tf.planning import costs
+from mbold_tf.utils import flops
 
 
 def replans_per_episode(episode_length: int, replan_every: int,
@@ -65,6 +66,13 @@ class MPCPolicy(tf_policy.TFPolicy):
         ``episode_length - final_action_steps`` and no plan is made inside those steps.
       models: the Keras models / modules ``model_fn`` and ``cost_fn`` use; tracked by the policy
         so that ``PolicySaver`` exports their weights.
+      episode_seeds: lockstep evaluation: the batch elements are episodes that advance together
+        (all at the same step); each element's base seed is the policy state's ``'seed'``
+        (int64 [B], set by the caller after ``get_initial_state``; no automatic state reset
+        at FIRST steps) instead of ``seed``, and at
+        each CEM iteration the samples of all elements go through ``model_fn`` and ``cost_fn``
+        as one batch of B × N (:func:`~mbold_tf.planning.cem.cem_batch`). An element plans as
+        the policy without it, of base seed ``state['seed'][b]``, plans alone.
     """
 
     def __init__(self, time_step_spec, action_spec, model_fn: Callable, cost_fn: Callable,
@@ -72,7 +80,8 @@ class MPCPolicy(tf_policy.TFPolicy):
                  replan_every: int = 6, warm_start: bool = False, seed: int = 0,
                  episode_length: Optional[int] = None, closed_loop_final_steps: int = 0,
                  final_action_fn: Optional[Callable] = None, final_action_steps: int = 0,
-                 models: Sequence[tf.Module] = (), name: Optional[str] = None):
+                 models: Sequence[tf.Module] = (), episode_seeds: bool = False,
+                 name: Optional[str] = None):
         config = cem_lib.CEMConfig() if config is None else config
         if not 1 <= replan_every <= config.horizon:
             raise ValueError(f"replan_every={replan_every} must be in [1, horizon="
@@ -106,8 +115,31 @@ class MPCPolicy(tf_policy.TFPolicy):
             "plan": tensor_spec.TensorSpec([config.horizon, self._action_dim], tf.float32),
             "step": tensor_spec.TensorSpec([], tf.int64),
         }
+        self._episode_seeds = bool(episode_seeds)
+        if self._episode_seeds:
+            state_spec["seed"] = tensor_spec.TensorSpec([], tf.int64)
         super().__init__(time_step_spec, action_spec, policy_state_spec=state_spec,
-                         name=name)
+                         name=name,
+                         # a reset at FIRST would zero the seeds: the caller starts each
+                         # lockstep block from get_initial_state with its seeds filled in
+                         automatic_state_reset=not self._episode_seeds)
+
+    def sample_memory_bytes(self) -> int:
+        """Estimated working memory (bytes, int) of one CEM sample in a predict-and-score call:
+        the growth of :func:`mbold_tf.utils.flops.graph_peak_bytes` of ``cost_fn(model_fn(...))``
+        from 1 to 2 samples. A CEM iteration holds about ``N × B`` times this."""
+        h = self._config.horizon
+        obs_spec = self.time_step_spec.observation
+
+        def call(observation, actions):
+            return self._cost_fn(self._model_fn(observation, actions), observation, actions)
+
+        def peak(n):
+            return flops.graph_peak_bytes(call, tf.nest.map_structure(
+                lambda s: tf.TensorSpec([n] + s.shape.as_list(), s.dtype), obs_spec),
+                tf.TensorSpec([n, h, self._action_dim], tf.float32))
+
+        return max(peak(2) - peak(1), 0)
 
     def _plan_one(self, observation, init_mean, seed, step):
         """CEM for one batch element. observation: nest of [...] tensors; returns [h, A]."""
@@ -125,9 +157,32 @@ class MPCPolicy(tf_policy.TFPolicy):
         best, _ = cem_lib.cem(cost, init_mean, self._init_std, seed, self._config)
         return best
 
+    def _plan_lockstep(self, observation, init_mean, seeds, step):
+        """CEM for all B elements at once (``episode_seeds``): observation nest of [B, ...],
+        init_mean float32 [B, h, A], seeds and step int64 [B] (every step equal); returns
+        float32 [B, h, A]."""
+        n, h = self._config.num_samples, self._config.horizon
+        check = tf.debugging.assert_equal(
+            step, step[0], message="Lockstep planning needs every episode at the same step.")
+        with tf.control_dependencies([check]):
+            tiled = tf.nest.map_structure(lambda x: tf.repeat(x, n, axis=0), observation)
+        end = self._final_from if self._final_from is not None else self._episode_length
+        keep = costs.scoring_horizon(step[0], h, end)
+
+        def cost(actions):  # [B, N, h, A] -> [B, N]; element b's samples are rows b*N...
+            flat = tf.reshape(actions, [-1, h, self._action_dim])
+            prediction = tf.nest.map_structure(lambda p: p[:, :keep],
+                                               self._model_fn(tiled, flat))
+            return tf.reshape(self._cost_fn(prediction, tiled, flat[:, :keep]), [-1, n])
+
+        best, _ = cem_lib.cem_batch(cost, init_mean, self._init_std,
+                                    tf.stack([seeds, step], axis=1), self._config)
+        return best
+
     def _action(self, time_step, policy_state, seed=None):
         del seed  # the planner is seeded by (base seed, step counter) for reproducibility
         plan, step = policy_state["plan"], policy_state["step"]
+        seeds = policy_state["seed"] if self._episode_seeds else None
         phase = tf.math.floormod(step, self._replan_every)  # [B]: actions since the last plan
         if self._closed_loop_from is not None:
             phase = tf.where(step >= self._closed_loop_from, tf.zeros_like(phase), phase)
@@ -141,6 +196,8 @@ class MPCPolicy(tf_policy.TFPolicy):
             shifted = tf.map_fn(lambda args: cem_lib.shift_plan(*args), (plan, executed),
                                 fn_output_signature=tf.float32) \
                 if self._warm_start else tf.zeros_like(plan)
+            if seeds is not None:
+                return self._plan_lockstep(time_step.observation, shifted, seeds, step)
 
             def one(args):
                 obs, mean, s = args
@@ -164,4 +221,7 @@ class MPCPolicy(tf_policy.TFPolicy):
                              lambda: action)
         action = tf.clip_by_value(tf.where(tf.math.is_finite(action), action,
                                            tf.zeros_like(action)), -1.0, 1.0)
-        return policy_step.PolicyStep(action, {"plan": new_plan, "step": step + 1}, ())
+        state = {"plan": new_plan, "step": step + 1}
+        if seeds is not None:
+            state["seed"] = seeds
+        return policy_step.PolicyStep(action, state, ())

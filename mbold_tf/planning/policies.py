@@ -38,35 +38,66 @@ class QShootingPolicy(tf_policy.TFPolicy):
       seed: base seed; candidates are drawn with stateless ops keyed on (seed, step), so the
         policy is deterministic and exports with ``PolicySaver``.
       models: modules ``q_fn`` uses (tracked for export).
+      episode_seeds: lockstep evaluation: each batch element's base seed is the policy state's
+        ``'seed'`` (int64 [B], set by the caller; no automatic state reset at FIRST steps) instead
+        of ``seed``, and the candidates of all
+        elements go through ``q_fn`` as one batch of B × ``num_actions``; element b acts as the
+        policy of base seed ``state['seed'][b]`` does alone.
     """
 
     def __init__(self, time_step_spec, action_spec, q_fn: Callable, num_actions: int = 100,
-                 seed: int = 0, models: Sequence[tf.Module] = (), name: Optional[str] = None):
+                 seed: int = 0, models: Sequence[tf.Module] = (), episode_seeds: bool = False,
+                 name: Optional[str] = None):
         self._q_fn = q_fn
         self._num_actions = int(num_actions)
         self._seed = int(seed)
         self._models = tuple(models)
-        super().__init__(time_step_spec, action_spec,
-                         policy_state_spec={"step": tensor_spec.TensorSpec([], tf.int64)},
-                         name=name)
+        self._episode_seeds = bool(episode_seeds)
+        state_spec = {"step": tensor_spec.TensorSpec([], tf.int64)}
+        if self._episode_seeds:
+            state_spec["seed"] = tensor_spec.TensorSpec([], tf.int64)
+        super().__init__(time_step_spec, action_spec, policy_state_spec=state_spec, name=name,
+                         # a reset at FIRST would zero the seeds: the caller starts each
+                         # lockstep block from get_initial_state with its seeds filled in
+                         automatic_state_reset=not self._episode_seeds)
+
+    def _candidates(self, seed_pair: tf.Tensor) -> tf.Tensor:
+        """float32 [num_actions, A] uniform over the action box, from an int64 [2] seed."""
+        spec, a = self.action_spec, int(self.action_spec.shape[-1])
+        low = tf.broadcast_to(tf.constant(spec.minimum, tf.float32), [a])
+        high = tf.broadcast_to(tf.constant(spec.maximum, tf.float32), [a])
+        return low + (high - low) * tf.random.stateless_uniform([self._num_actions, a],
+                                                                seed_pair)
+
+    def _lockstep_action(self, observation, seeds, step):
+        """float32 [B, A]: every element's best candidate, all scored in one ``q_fn`` call."""
+        n, a = self._num_actions, int(self.action_spec.shape[-1])
+        cand = tf.map_fn(self._candidates, tf.stack([seeds, step], axis=1),
+                         fn_output_signature=tf.TensorSpec([n, a], tf.float32))  # [B, n, A]
+        q = self._q_fn(tf.repeat(observation["image"], n, 0),
+                       tf.repeat(observation["goal_image"], n, 0), tf.reshape(cand, [-1, a]))
+        q = tf.reshape(q, [-1, n])
+        q = tf.where(tf.math.is_finite(q), q, tf.fill(tf.shape(q), -float("inf")))
+        return tf.gather(cand, tf.argmax(q, axis=1), batch_dims=1)
 
     def _action(self, time_step, policy_state, seed=None):
         del seed
         spec = self.action_spec
         n, a = self._num_actions, int(spec.shape[-1])
         step = policy_state["step"]
+        obs = time_step.observation
+        if self._episode_seeds:
+            action = self._lockstep_action(obs, policy_state["seed"], step)
+            return policy_step.PolicyStep(safe_action(action, spec), {
+                "step": step + 1, "seed": policy_state["seed"]}, ())
 
         def one(args):
             image, goal, s = args
-            seed_pair = tf.stack([tf.constant(self._seed, tf.int64), s])
-            low = tf.broadcast_to(tf.constant(spec.minimum, tf.float32), [a])
-            high = tf.broadcast_to(tf.constant(spec.maximum, tf.float32), [a])
-            cand = low + (high - low) * tf.random.stateless_uniform([n, a], seed_pair)
+            cand = self._candidates(tf.stack([tf.constant(self._seed, tf.int64), s]))
             q = self._q_fn(tf.repeat(image[None], n, 0), tf.repeat(goal[None], n, 0), cand)
             q = tf.where(tf.math.is_finite(q), q, tf.fill(tf.shape(q), -float("inf")))
             return tf.gather(cand, tf.argmax(q))
 
-        obs = time_step.observation
         action = tf.map_fn(one, (obs["image"], obs["goal_image"], step),
                            fn_output_signature=tf.TensorSpec([a], tf.float32))
         return policy_step.PolicyStep(safe_action(action, spec), {"step": step + 1}, ())
