@@ -10,8 +10,8 @@ import sys
 from absl import app
 from absl import flags
 
-PARTS = ("envs", "data", "predictor", "distance", "planner", "robot", "device", "sorb", "rig",
-         "dreamer")
+PARTS = ("envs", "data", "predictor", "distance", "planner", "evaluate", "robot", "device",
+         "sorb", "rig", "dreamer")
 flags.DEFINE_bool("quick", False, "Smaller sizes (for a smoke check, not for quoting).")
 FLAGS = flags.FLAGS
 

@@ -12,7 +12,12 @@ weights' values do not change the cost of a replan), and measures
   preset's schedule (every ``replan_every`` steps, every step over the last
   ``closed_loop_final_steps``); the paper's planner needs about 2 s per executed action;
 * ``predictor_utilisation``: the predictor's counted FLOPs in a replan over ``replan_s``, as
-  GFLOP/s and as a fraction of this CPU's fp32 peak (:mod:`mbold_tf.utils.flops`).
+  GFLOP/s and as a fraction of this CPU's fp32 peak (:mod:`mbold_tf.utils.flops`, which sets the
+  peak from the CPU's vector flags);
+* ``lockstep`` (CPU configuration): for 1, 5 and 20 episodes planned together
+  (``make_policy(..., episode_seeds=True)``, as ``launch.evaluate --lockstep``), one replan of
+  all of them, ``planning_episodes_per_hour`` (planning time only: replans per episode × the
+  replan's time over the episodes) and the predictor's share of peak.
 """
 import os
 import statistics
@@ -103,7 +108,15 @@ def _one_config(name: str, repeats: int) -> dict:
     replans = mpc_policy.replans_per_episode(length, replan_every, final, actor_steps)
     per_action = replan * replans / length
     per_frame = predictor_benchmark.frame_flops(predictor)  # the replan's dominant cost
-    return {"samples": config.num_samples, "iterations": config.iterations,
+    lockstep = {}
+    if name == "cpu":
+        lockstep = _lockstep(
+            lambda: factory.make_policy("mbold", time_step_spec, action_spec,
+                                        tasks.task_spec("push1").collection_std,
+                                        {"predictor": predictor, "distance": distance},
+                                        episode_seeds=True),
+            predictor, config, replans, (1, 2) if repeats == 1 else (1, 5, 20))
+    return {"lockstep": lockstep, "samples": config.num_samples, "iterations": config.iterations,
             "horizon": config.horizon, "replan_every": replan_every,
             "closed_loop_final_steps": final, "final_actor_steps": actor_steps,
             "replans_per_episode": replans,
@@ -118,10 +131,38 @@ def _one_config(name: str, repeats: int) -> dict:
             "speedup_vs_paper_2s_per_action": round(2.0 / per_action, 2)}
 
 
+def _lockstep(policy_of, predictor, config, replans: int, batches) -> dict:
+    """One lockstep replan of each batch size in ``batches``: its time (the second call; the
+    first traces and sets up the kernels), the planning episodes per hour it implies and the
+    predictor's utilisation."""
+    per_frame = predictor_benchmark.frame_flops(predictor)
+    from tf_agents.trajectories import time_step as ts  # pylint: disable=g-import-not-at-top
+    rng = np.random.default_rng(1)
+    out = {}
+    for batch in batches:
+        policy = policy_of()
+        obs = [_observation(rng) for _ in range(batch)]
+        time_step = ts.restart({k: tf.constant(np.stack([o[k] for o in obs]))
+                                for k in obs[0]}, batch_size=batch)
+        state = dict(policy.get_initial_state(batch), seed=tf.range(batch, dtype=tf.int64))
+        action_fn = tf.function(policy.action)
+        action_fn(time_step, state).action.numpy()  # warm-up: trace, kernels, not timed
+        t0 = time.perf_counter()
+        action_fn(time_step, state).action.numpy()
+        replan = time.perf_counter() - t0
+        frames = config.num_samples * config.iterations * config.horizon * batch
+        out[str(batch)] = {
+            "replan_s": round(replan, 3),
+            "planning_episodes_per_hour": round(3600 * batch / (replan * replans), 1),
+            "predictor_utilisation": flops.utilisation(per_frame * frames, replan)}
+    return out
+
+
 def run(quick: bool) -> dict:
     """Replan timings for the CPU and paper configurations (quick: CPU only, 1 repeat)."""
     repeats = 1 if quick else 3
     names = ["cpu"] if quick else ["cpu", "paper"]
     results = {name: _one_config(name, repeats) for name in names}
     return {"device": tf.config.list_physical_devices("GPU") and "gpu" or "cpu",
-            "cpu_count": os.cpu_count(), "repeats": repeats, **results}
+            "cpu_count": os.cpu_count(), "repeats": repeats, "peak": flops.cpu_peak_gflops(),
+            "load_average_1min": round(os.getloadavg()[0], 2), **results}
