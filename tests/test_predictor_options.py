@@ -17,10 +17,7 @@ from mbold_tf.training import predictor as tp
 from mbold_tf.utils import precision
 from mbold_tf.utils import run_config
 
-TINY = dict(context=1, horizon=4, width=4, norm="none", transform="cdna", num_transformed=1,
-            full_resolution_heads=False, schedule_k=10.0)
-GIN_TINY = os.path.join(os.path.dirname(__file__), "..", "gin", "presets", "tiny",
-                        "predictor.gin")
+from tests.test_predictor import GIN_TINY, TINY
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ import re
 import sys
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-from mbold_tf.utils import run_config, timing
+from mbold_tf.utils import flops, run_config, timing
 
 FORMAT = "mbold-eval-episodes"
 VERSION = 1
@@ -45,13 +45,7 @@ class ResultsFormatError(ValueError):
 
 def machine_description() -> Dict[str, Any]:
     """dict: host OS, Python, CPU model, logical cores, and the GPUs TensorFlow sees."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            names = re.findall(r"^model name\s*:\s*(.+)$", f.read(), re.M)
-        cpu = names[0].strip() if names else cpu
-    except OSError:
-        pass
+    cpu = flops.cpu_model()
     gpus: List[str] = []
     if "tensorflow" in sys.modules:
         import tensorflow as tf  # pylint: disable=g-import-not-at-top

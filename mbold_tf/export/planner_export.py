@@ -17,6 +17,7 @@ from mbold_tf.envs import tasks
 from mbold_tf.export import robot_side
 from mbold_tf.export import saved_model
 from mbold_tf.planning import factory
+from mbold_tf.utils import flops
 from mbold_tf.utils import training
 
 
@@ -83,15 +84,5 @@ def record_timing(path: str) -> Dict:
 
 
 def _machine() -> str:
-    """'<CPU model>, <n> logical cores' from /proc/cpuinfo (the platform elsewhere)."""
-    import platform  # pylint: disable=g-import-not-at-top
-    import re  # pylint: disable=g-import-not-at-top
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            names = re.findall(r"^model name\s*:\s*(.+)$", f.read(), re.M)
-        cpu = names[0].strip() if names else cpu
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} logical cores"
+    """'<CPU model>, <n> logical cores' (:func:`mbold_tf.utils.flops.cpu_model`)."""
+    return f"{flops.cpu_model()}, {os.cpu_count()} logical cores"

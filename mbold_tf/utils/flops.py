@@ -77,6 +77,21 @@ def graph_peak_bytes(fn: Callable, *input_signature: tf.TensorSpec) -> int:
     return int(peak)
 
 
+def cpu_model(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The CPU's model name from ``cpuinfo`` (str; the platform's processor or machine name
+    where the file is unreadable or has none)."""
+    import platform  # pylint: disable=g-import-not-at-top
+
+    try:
+        with open(cpuinfo) as f:
+            names = re.findall(r"^model name\s*:\s*(.+)$", f.read(), re.M)
+        if names:
+            return names[0].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def cpu_peak_gflops(cpuinfo: str = "/proc/cpuinfo") -> Dict[str, Any]:
     """dict: cores, ghz (the clock in ``cpuinfo``), flop_per_cycle and the flag that set it
     (:func:`flop_per_cycle`), peak_gflops (fp32; see the module docstring)."""
