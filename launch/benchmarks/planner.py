@@ -17,7 +17,9 @@ weights' values do not change the cost of a replan), and measures
 * ``lockstep`` (CPU configuration): for 1, 5 and 20 episodes planned together
   (``make_policy(..., episode_seeds=True)``, as ``launch.evaluate --lockstep``), one replan of
   all of them, ``planning_episodes_per_hour`` (planning time only: replans per episode × the
-  replan's time over the episodes) and the predictor's share of peak.
+  replan's time over the episodes) and the predictor's share of peak, in float32 and, where
+  the CPU has bfloat16 instructions, with the models computing in bfloat16
+  (``load_models.precision = 'mixed_bfloat16'``; its share is still of the fp32 peak).
 """
 import os
 import statistics
@@ -42,8 +44,13 @@ from mbold_tf.planning import mpc_policy
 # The preset gin files also bind the training functions: register them before parsing.
 from mbold_tf import configurables  # noqa: F401  (registers every gin configurable)
 from mbold_tf.utils import flops
+from mbold_tf.utils import precision as precision_lib
 from launch.benchmarks import predictor as predictor_benchmark
 
+# Planning precisions the lockstep entry times: bfloat16 only where the CPU has it (elsewhere
+# load_models refuses it, and emulated bfloat16 is slower than float32).
+PLANNING_PRECISIONS = ("float32",) + (("mixed_bfloat16",) if precision_lib.cpu_has_bf16()
+                                       else ())
 CONFIGS = {"cpu": ("presets/cpu/predictor.gin", "presets/cpu/planner.gin"),
            "paper": ("paper/predictor.gin", "paper/planner.gin"),
            # the device check's --quick smoke run (networks of the tiny distance too)
@@ -110,12 +117,17 @@ def _one_config(name: str, repeats: int) -> dict:
     per_frame = predictor_benchmark.frame_flops(predictor)  # the replan's dominant cost
     lockstep = {}
     if name == "cpu":
-        lockstep = _lockstep(
-            lambda: factory.make_policy("mbold", time_step_spec, action_spec,
-                                        tasks.task_spec("push1").collection_std,
-                                        {"predictor": predictor, "distance": distance},
-                                        episode_seeds=True),
-            predictor, config, replans, (1, 2) if repeats == 1 else (1, 5, 20))
+        batches = (1, 2) if repeats == 1 else (1, 5, 20)
+        for prec in PLANNING_PRECISIONS:
+            with precision_lib.keras_policy(prec):  # the models compute in this precision
+                models = {"predictor": video_predictor.VideoPredictor().build_variables(),
+                          "distance": distances.LearnedDistance(*dn.build_networks(
+                              dn.network_settings(), act_spec=dn.action_spec(4)))}
+            lockstep[prec] = _lockstep(
+                lambda: factory.make_policy("mbold", time_step_spec, action_spec,
+                                            tasks.task_spec("push1").collection_std, models,
+                                            episode_seeds=True),
+                models["predictor"], config, replans, batches)
     return {"lockstep": lockstep, "samples": config.num_samples, "iterations": config.iterations,
             "horizon": config.horizon, "replan_every": replan_every,
             "closed_loop_final_steps": final, "final_actor_steps": actor_steps,

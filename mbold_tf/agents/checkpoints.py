@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 from typing import Any, Dict, Mapping, Optional
 
+import gin
 import tensorflow as tf
 
 from mbold_tf.agents import distances
@@ -31,6 +32,7 @@ from mbold_tf.models import dreamer as dreamer_model
 from mbold_tf.models import rig as rig_model
 from mbold_tf.models import sorb as sorb_model
 from mbold_tf.models import video_predictor
+from mbold_tf.utils import precision as precision_lib
 from mbold_tf.utils import run_config
 from mbold_tf.utils import training
 
@@ -50,6 +52,9 @@ MODEL_DIRS = {
     "dreamer_arm_l2": "Dreamer run with reward 'arm_l2' (the privileged oracle).",
 }
 MODEL_ROLES = tuple(MODEL_DIRS)
+# Roles whose models can plan in bfloat16 (load_models.precision): the video predictor and the
+# learned distance's networks cast their inputs and outputs for it; the baselines do not.
+MIXED_PRECISION_ROLES = ("predictor", "distance")
 # The Dreamer run's reward each Dreamer role expects (mbold_tf.models.dreamer.REWARDS).
 DREAMER_REWARD = {"dreamer": "pixel_mse", "dreamer_arm_l2": "arm_l2"}
 
@@ -260,23 +265,37 @@ def dreamer_role(reward: str) -> str:
     return {v: k for k, v in DREAMER_REWARD.items()}.get(reward, "dreamer")
 
 
-def load_models(model_dirs: Mapping[str, Optional[str]]) -> Dict[str, Any]:
+# The run directories come from the caller's flags, never from gin.
+@gin.configurable(denylist=["model_dirs"])
+def load_models(model_dirs: Mapping[str, Optional[str]], precision: str = "float32"
+                ) -> Dict[str, Any]:
     """Loads the trained models whose run directories are given, keyed by role.
 
     ``model_dirs``: run directory (or None) by role of :data:`MODEL_ROLES`; roles without a
     directory are left out. A 'distance' of several runs joined by commas is their
-    :class:`~mbold_tf.agents.distances.DistanceEnsemble` (Q averaged). Raises ValueError for an
-    unknown role and ConfigMismatchError for a Dreamer run of the other reward.
+    :class:`~mbold_tf.agents.distances.DistanceEnsemble` (Q averaged). ``precision``: the
+    forward passes' numeric precision for planning, 'float32' or 'mixed_bfloat16' (weights stay
+    float32; the predictor and the distance compute in bfloat16, outputs float32), refused on a
+    CPU without bfloat16 instructions and for roles outside :data:`MIXED_PRECISION_ROLES`.
+    Raises ValueError for an unknown role, PrecisionError for a precision this machine or role
+    cannot run, and ConfigMismatchError for a Dreamer run of the other reward.
     """
     unknown = sorted(set(model_dirs) - set(MODEL_ROLES))
     if unknown:
         raise ValueError(f"Unknown model role(s) {unknown}; choose from {MODEL_ROLES}.")
+    precision_lib.check_precision(precision, "load_models.precision")
+    wanted = [role for role in MODEL_ROLES if model_dirs.get(role)]
+    other = [role for role in wanted if role not in MIXED_PRECISION_ROLES]
+    if precision != "float32" and other:
+        raise precision_lib.PrecisionError(
+            f"load_models.precision = {precision!r} applies to the {MIXED_PRECISION_ROLES} "
+            f"models only, but {other} were asked for too; evaluate those methods in a separate "
+            f"run with load_models.precision = 'float32'.")
     models: Dict[str, Any] = {}
-    for role in MODEL_ROLES:
-        path = model_dirs.get(role)
-        if not path:
-            continue
-        models[role] = LOADERS[role](path)
+    for role in wanted:
+        path = model_dirs[role]
+        with precision_lib.keras_policy(precision):
+            models[role] = LOADERS[role](path)
         if role in DREAMER_REWARD and models[role].reward_name != DREAMER_REWARD[role]:
             raise run_config.ConfigMismatchError(
                 f"--{role}_dir={path!r} was trained with reward "

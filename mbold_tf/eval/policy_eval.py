@@ -20,6 +20,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from absl import logging
 import gin
 
+from mbold_tf.agents import checkpoints
 from mbold_tf.envs import goals as goals_lib
 from mbold_tf.eval import episode_runner
 from mbold_tf.eval import report
@@ -64,11 +65,14 @@ def evaluation_grid(methods: Sequence[str], planning_models: Sequence[str]
 
 def planner_config() -> Dict[str, Any]:
     """The planner settings in force: CEMConfig fields, make_policy's gin bindings, and
-    make_cost's gin bindings as 'make_cost.<name>' (which Q the learned-distance cost reads)."""
+    make_cost's and load_models' gin bindings as 'make_cost.<name>' (which Q the
+    learned-distance cost reads) and 'load_models.<name>' (the models' precision)."""
     config = dataclasses.asdict(cem.CEMConfig())
     config.update({k: v for k, v in sorted(gin.get_bindings(factory.make_policy).items())})
     config.update({f"make_cost.{k}": v
                    for k, v in sorted(gin.get_bindings(costs.make_cost).items())})
+    config.update({f"load_models.{k}": v
+                   for k, v in sorted(gin.get_bindings(checkpoints.load_models).items())})
     return config
 
 

@@ -254,15 +254,19 @@ class DistanceCriticNetwork(network.Network):
         del step_type
         observation, action = inputs
         features = self._encoder(_stack_images(observation), training=training)
+        # Built under a mixed policy (planning in bfloat16) the features are bfloat16: the
+        # action joins them in their dtype and Q leaves as float32 (no-ops in float32).
+        action = tf.cast(action, features.dtype)
         if action.shape.rank == 3:  # [B, N, A]: share the encoder over N actions
             n = tf.shape(action)[1]
             f = tf.repeat(features[:, None], n, axis=1)
             h = tf.concat([f, action], axis=-1)
             flat = tf.reshape(h, [-1, h.shape[-1]])
-            q = self._mlp(flat, training=training)
+            q = tf.cast(self._mlp(flat, training=training), tf.float32)
             return tf.reshape(q, tf.shape(action)[:2]), network_state
         h = tf.concat([features, action], axis=-1)
-        return tf.squeeze(self._mlp(h, training=training), -1), network_state
+        return tf.squeeze(tf.cast(self._mlp(h, training=training), tf.float32), -1), \
+            network_state
 
     def data_and_extra_q(self, observation, data_action, extra_actions, training=False
                          ) -> Tuple[tf.Tensor, tf.Tensor]:
@@ -317,7 +321,7 @@ class DistanceActorNetwork(network.Network):
     def call(self, observation, step_type=None, network_state=(), training=False):
         del step_type
         h = self._encoder(_stack_images(observation), training=training)
-        a = tf.tanh(self._mlp(h, training=training))
+        a = tf.tanh(tf.cast(self._mlp(h, training=training), tf.float32))
         a = self._low + (a + 1.0) * 0.5 * (self._high - self._low)
         return tf.reshape(a, [-1] + list(self._output_tensor_spec.shape)), network_state
 

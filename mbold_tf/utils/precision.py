@@ -7,7 +7,8 @@ stay float32 in both.
 """
 from __future__ import annotations
 
-from typing import Optional
+import contextlib
+from typing import Iterator, Optional
 
 import tensorflow as tf
 
@@ -59,3 +60,18 @@ def check_precision(precision: str, setting: str, on_gpu: Optional[bool] = None,
             f"would emulate bfloat16 slower than float32. Pass "
             f"--gin_param=\"{setting}='float32'\".")
     return precision
+
+
+@contextlib.contextmanager
+def keras_policy(precision: str) -> Iterator[str]:
+    """Sets Keras' global dtype policy to ``precision`` (one of PRECISIONS) for the models built
+    inside the block, and restores the previous policy after it. Layers keep the policy they were
+    built with: a model built under 'mixed_bfloat16' computes in bfloat16 (variables float32)."""
+    if precision not in PRECISIONS:
+        raise PrecisionError(f"Unknown precision {precision!r}; choose one of {PRECISIONS}.")
+    previous = tf.keras.mixed_precision.global_policy()
+    tf.keras.mixed_precision.set_global_policy(precision)
+    try:
+        yield precision
+    finally:
+        tf.keras.mixed_precision.set_global_policy(previous)
