@@ -16,9 +16,11 @@ import mbold_tf
 from mbold_tf.envs import goal_env
 from mbold_tf.envs import goals
 from mbold_tf.envs import simulator
+from mbold_tf.eval import paper_comparison
 from mbold_tf.eval import policy_eval
 from mbold_tf.eval import report
 from mbold_tf.eval import results
+from mbold_tf.eval import results_page
 from mbold_tf.eval import stats
 from mbold_tf.planning import costs
 from mbold_tf.planning import factory
@@ -576,17 +578,19 @@ def test_results_page_is_the_report_of_the_committed_results():
     paths = sorted(glob.glob(os.path.join(root, "results", "*.json")))
     assert paths, "docs/results.md cites results/*.json: commit the results files"
     rel = [os.path.relpath(p, root) for p in paths]
+    with open(os.path.join(root, "README.md")) as f:
+        readme = f.read()
     cwd = os.getcwd()
     os.chdir(root)
     try:
-        expected = report.results_page(rel, "docs/results.md")
+        expected = results_page.results_page(rel, "docs/results.md",
+                                             report.readme_anchors(readme),
+                                             paper_comparison.PAPER_NUMBERS, "README.md")
     finally:
         os.chdir(cwd)
     with open(os.path.join(root, "docs", "results.md")) as f:
         assert f.read() == expected, "regenerate: python -m launch.report results/*.json " \
-                                     "--out=docs/results.md"
-    with open(os.path.join(root, "README.md")) as f:
-        readme = f.read()
+            "--out=docs/results.md --readme=README.md --paper=results/paper/mbold_iclr2021.json"
     files = [(p, results.load_results(os.path.join(root, p))) for p in rel]
     assert report.readme_with_headline(readme, files) == readme, \
         "regenerate: python -m launch.report results/*.json --readme=README.md"

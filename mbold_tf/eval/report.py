@@ -22,7 +22,6 @@ from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tup
 
 import numpy as np
 
-from mbold_tf.eval import results as results_lib
 from mbold_tf.eval import stats
 
 METHOD_NAMES = {"mbold": "MBOLD", "vf": "Visual Foresight", "q_only": "Q-function only",
@@ -525,11 +524,10 @@ HEADLINE_ORDER = ("mbold", "vf", "q_only", "privileged", "ideal_eq3", "gcbc", "s
                   "dreamer", "dreamer_arm_l2", "vae", "temporal", "random")
 
 
-def headline_table(files: Sequence[Tuple[str, Mapping[str, Any]]],
-                   anchors: Sequence[str] = ()) -> List[str]:
-    """Markdown for the README: 'success % [95% CI], n' (n: distinct episodes) of every (method,
-    model) per task, rounded, from one all-methods join per task (:func:`anchored_joins`), with
-    the files it draws on; [] when no files combine.
+def headline_joins(files: Sequence[Tuple[str, Mapping[str, Any]]],
+                   anchors: Sequence[str] = ()) -> "collections.OrderedDict[str, Join]":
+    """The all-methods join (:func:`anchored_joins`) the headline shows for each task, keyed by
+    the task's label ('push1', or 'push1 (hard)' for hard goals).
 
     A task's join is the one anchored by a file named in ``anchors`` (paths as in ``files``;
     e.g. the `results` preset's evaluations, so that a later experiment does not replace them),
@@ -556,12 +554,32 @@ def headline_table(files: Sequence[Tuple[str, Mapping[str, Any]]],
             chosen[task] = join
     if anchors:  # named anchors name the tasks too: an experiment's task does not join them
         chosen = collections.OrderedDict((t, j) for t, j in chosen.items() if t in named)
+    return chosen
+
+
+def join_rows(join: Join) -> Dict[Cell, Dict[str, Any]]:
+    """:func:`summary_rows` of a join's episodes, by (method, model) cell."""
+    return {(r["method"], r["model"]): r
+            for r in summary_rows([e for eps in join.kept.values() for e in eps])}
+
+
+def cell_text(row: Mapping[str, Any]) -> str:
+    """'success % [95% CI], n' of a summary row, rounded (n: distinct episodes)."""
+    return (f"{100 * row['success']:.0f} [{100 * row['ci_low']:.0f}, "
+            f"{100 * row['ci_high']:.0f}], {row.get('distinct', row['n'])}")
+
+
+def headline_table(files: Sequence[Tuple[str, Mapping[str, Any]]],
+                   anchors: Sequence[str] = ()) -> List[str]:
+    """Markdown for the README: 'success % [95% CI], n' (n: distinct episodes) of every (method,
+    model) per task, rounded, from one all-methods join per task (:func:`headline_joins`, which
+    says how ``anchors`` choose it and what it raises), with the files it draws on; [] when no
+    files combine."""
+    chosen = headline_joins(files, anchors)
     if not chosen:
         return []
     tasks = list(chosen)
-    stats_by_task = {t: {(r["method"], r["model"]): r for r in
-                         summary_rows([e for eps in chosen[t].kept.values() for e in eps])}
-                     for t in tasks}
+    stats_by_task = {t: join_rows(chosen[t]) for t in tasks}
     cells = sorted({c for t in tasks for c in stats_by_task[t]},
                    key=lambda c: (HEADLINE_ORDER.index(c[0]) if c[0] in HEADLINE_ORDER
                                   else len(HEADLINE_ORDER), c))
@@ -571,8 +589,7 @@ def headline_table(files: Sequence[Tuple[str, Mapping[str, Any]]],
         row = []
         for t in tasks:
             r = stats_by_task[t].get(c)
-            row.append("—" if r is None else f"{100 * r['success']:.0f} [{100 * r['ci_low']:.0f}, "
-                       f"{100 * r['ci_high']:.0f}], {r.get('distinct', r['n'])}")
+            row.append("—" if r is None else cell_text(r))
         lines.append(f"| {cell_name(c)} | " + " | ".join(row) + " |")
     lines.append("")
     by_path = dict(files)
@@ -596,6 +613,14 @@ README_END = "<!-- /results -->"
 README_ANCHORS = re.compile(r"<!-- headline anchors: ([^>]*) -->\n")
 
 
+def readme_anchors(readme: str) -> List[str]:
+    """The results files the README's headline names as its anchors ([] without the line)."""
+    if README_BEGIN not in readme:
+        return []
+    line = README_ANCHORS.match(readme.split(README_BEGIN, 1)[1].lstrip("\n"))
+    return line.group(1).split() if line else []
+
+
 def readme_with_headline(readme: str, files: Sequence[Tuple[str, Mapping[str, Any]]]) -> str:
     """``readme`` (text) with the block between :data:`README_BEGIN` and :data:`README_END`
     replaced by :func:`headline_table`; ValueError naming the markers when they are missing.
@@ -607,7 +632,7 @@ def readme_with_headline(readme: str, files: Sequence[Tuple[str, Mapping[str, An
     head, rest = readme.split(README_BEGIN, 1)
     _, tail = rest.split(README_END, 1)
     line = README_ANCHORS.match(rest.lstrip("\n"))
-    anchors = line.group(1).split() if line else []
+    anchors = readme_anchors(readme)
     return (head + README_BEGIN + "\n" + (line.group(0) if line else "")
             + "\n".join(headline_table(files, anchors)) + "\n" + README_END + tail)
 
@@ -661,25 +686,3 @@ def render(files: Sequence[Tuple[str, Mapping[str, Any]]], preamble: str = "") -
     for path, data in files:
         sections.append(render_one(data, varying=varying) + f"\nFrom `{path}`.\n")
     return "\n".join(sections)
-
-
-PAGE_PREAMBLE = """# Results
-
-Generated by `python -m launch.report {files} --out={out}` from the committed per-episode
-results files; do not edit by hand (a test checks that this page equals the report of those
-files). Success rates carry n and a Wilson 95% interval; comparisons are paired on the same goals
-and seeds. A deterministic policy (GCBC, SoRB, RIG, Dreamer) replays the same episode for every
-seed: its n says how many episodes are distinct, and its interval counts only those.
-"simulator (privileged)" rows plan with the true simulator as the model: an
-evaluation upper bound that no robot has, shown to locate what limits the learned planner.
-"""
-
-
-def results_page(paths: Sequence[str], out: str) -> str:
-    """The Markdown results page (``docs/results.md``) for the results files ``paths``.
-
-    ``paths`` are sorted and named as given (pass them relative to the repository root).
-    """
-    paths = sorted(paths)
-    preamble = PAGE_PREAMBLE.format(files=" ".join(paths), out=out)
-    return render([(p, results_lib.load_results(p)) for p in paths], preamble=preamble)
