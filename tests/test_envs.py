@@ -73,7 +73,7 @@ def test_actions_move_end_effector_in_commanded_direction(push1, axis):
 
 def test_the_task_sets_how_far_one_action_moves_the_hand():
     moved = {}
-    for task in ("reach", "reach_fine"):
+    for task in ("reach", "reach_fine", "push1", "push1_fine"):
         env = tasks.load(task, seed=0)
         try:
             env.reset()
@@ -84,9 +84,10 @@ def test_the_task_sets_how_far_one_action_moves_the_hand():
         finally:
             tasks.close(env)
     # Half a unit action commands 5 cm at reach's 0.1 m scale (the arm covers ~73% of it within
-    # the step), and 0.3 times that at reach_fine's 0.03 m.
+    # the step), 0.3 times that at reach_fine's 0.03 m and half of push1's at push1_fine's 0.05 m.
     assert 0.025 < moved["reach"] <= 0.05
     assert moved["reach_fine"] / moved["reach"] == pytest.approx(0.3, abs=0.03)
+    assert moved["push1_fine"] / moved["push1"] == pytest.approx(0.5, abs=0.05)
 
 
 def test_workspace_bounds_respected():

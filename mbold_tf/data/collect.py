@@ -61,7 +61,8 @@ def generate_episode(task_name: str, seed: int, episode_id: int,
     """Runs one random-policy episode.
 
     Args:
-      task_name: 'reach', 'push1', 'push3', 'door_slide', 'reach_fine' or 'push1_restricted', each
+      task_name: 'reach', 'push1', 'push3', 'door_slide', 'reach_fine', 'push1_fine' or
+        'push1_restricted', each
         optionally with the suffix '_wide' (noise stds × ``WIDE_STD_SCALE``).
       seed: dataset seed; episode_id: episode index. Together they seed everything.
       steps: actions per episode (30 in the paper).

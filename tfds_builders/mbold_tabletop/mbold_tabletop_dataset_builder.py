@@ -1,8 +1,9 @@
 """``mbold_tabletop``: random correlated-noise episodes of the MBOLD tabletop tasks, in RLDS.
 
 One BuilderConfig per task and size, named ``<task>_<size>``: tasks ``reach``, ``push1``,
-``push3``, ``door_slide``, ``push1_restricted``, ``reach_fine`` (3 cm per unit action) and
-``reach_fine_wide`` (the same task, noise stds × 2.5 so the hand travels farther); sizes ``tiny``
+``push3``, ``door_slide``, ``push1_restricted``, ``reach_fine`` (3 cm per unit action),
+``reach_fine_wide`` (the same task, noise stds × 2.5 so the hand travels farther) and
+``push1_fine`` (5 cm per unit action); sizes ``tiny``
 (8 episodes, tests), ``small``
 (200), ``cpu`` (2,000) and ``paper`` (10,000, §5). Splits train/validation/test = 0.9/0.05/0.05.
 
@@ -33,7 +34,7 @@ from mbold_tf.envs import tasks
 
 SIZES = {"tiny": 8, "small": 200, "cpu": 2000, "paper": 10000}
 TASK_NAMES = ("reach", "push1", "push3", "door_slide", "push1_restricted", "reach_fine",
-              "reach_fine_wide")
+              "reach_fine_wide", "push1_fine")
 SPLIT_FRACTIONS = (0.9, 0.05, 0.05)
 
 
