@@ -149,8 +149,7 @@ def generate_goal_set(task: str, num_goals: int = 100, hard: bool = False, seed:
     """Generates ``num_goals`` test goals for ``task`` by rejection sampling random rollouts.
 
     Args:
-      task: a name in ``tasks.TASKS`` ('reach', 'push1', 'push3', 'door_slide', 'reach_fine',
-        'push1_fine').
+      task: a name in ``tasks.TASKS``.
       num_goals: number of goals (the paper uses 100).
       hard: hard goals (see the module docstring).
       seed: the same seed gives byte-identical goal images and states.

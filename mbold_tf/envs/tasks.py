@@ -337,8 +337,7 @@ def load(task: str = "push1", seed=None, restricted: bool = False,
     """Builds a task's dm_control environment.
 
     Args:
-      task: a name in ``tasks.TASKS`` ('reach', 'push1', 'push3', 'door_slide', 'reach_fine',
-        'push1_fine').
+      task: a name in ``tasks.TASKS``.
       seed: int or None; the same seed gives identical resets, images and states.
       restricted: blocks reset in [-0.05, 0.05]² (App. E.3) instead of [-0.2, 0.2]².
       image_size: side of the square ``image`` observation.
