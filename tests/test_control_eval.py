@@ -659,3 +659,7 @@ def test_beam_evaluation_equals_the_sequential_one(tmp_path):
     assert ({k: v for k, v in on_beam["header"].items() if k != "date"}
             == {k: v for k, v in seq["header"].items() if k != "date"})
     assert any(e["success"] for e in on_beam["episodes"] if e["method"] == "privileged")
+    # the same GIFs: every success and each cell and seed's first failure, none pending
+    seq_gifs = sorted(os.listdir(tmp_path / "seq" / "gifs"))
+    assert sorted(os.listdir(tmp_path / "beam" / "gifs")) == seq_gifs
+    assert any("seed1_" in n for n in seq_gifs), seq_gifs

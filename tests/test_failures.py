@@ -102,6 +102,7 @@ def test_a_refused_resume_leaves_the_run_record_of_its_checkpoints(tmp_path, dat
 
 @pytest.mark.parametrize("binding, needle", [
     ("train_predictor.dataset='{tmp}/no/such/dataset'", "no/such/dataset does not exist"),
+    ("train_predictor.dataset='nosuchdir/mine'", "nosuchdir/mine exists either"),  # relative
     ("KeyMapping.proprio='observation/nosuch'", "no key 'observation/nosuch'"),
 ])
 def test_a_failed_start_leaves_no_run_directory(tmp_path, data_dir, binding, needle):

@@ -39,7 +39,7 @@ def tiny():
 def _evaluate(tiny, out, lockstep):
     models, goal_set = tiny
     return policy_eval.evaluate_methods(goal_set, METHODS, models, seeds=[0, 1], out_dir=out,
-                                        num_gifs=0, command="pytest", model_dirs={},
+                                        num_gifs=1, command="pytest", model_dirs={},
                                         lockstep=lockstep)
 
 
@@ -50,15 +50,23 @@ def _strip(data):
 @pytest.fixture(scope="module")
 def both(tiny, tmp_path_factory):
     """The same 3 goals × 2 seeds × 3 methods, one episode at a time and 4 at once."""
-    seq = _evaluate(tiny, str(tmp_path_factory.mktemp("seq")), 1)
+    seq_out = str(tmp_path_factory.mktemp("seq"))
+    seq = _evaluate(tiny, seq_out, 1)
     out = str(tmp_path_factory.mktemp("lockstep"))
-    return seq, _evaluate(tiny, out, 4), out
+    lock = _evaluate(tiny, out, 4)
+    seq["gifs"] = sorted(os.listdir(os.path.join(seq_out, "gifs")))
+    lock["gifs"] = sorted(os.listdir(os.path.join(out, "gifs")))
+    return seq, lock, out
 
 
 def test_lockstep_records_equal_the_sequential_ones(both):
     seq, lock, _ = both
     assert len(seq["episodes"]) == 18
     assert _strip(lock) == _strip(seq)
+    # the same GIFs (every success, each cell and seed's first failure, the first goal of
+    # seed 0), seed 1 included
+    assert lock["gifs"] == seq["gifs"]
+    assert any("seed1_" in name for name in seq["gifs"]), seq["gifs"]
     # the seeds plan differently (else equality would not show that each keeps its own)
     by = {(e["method"], e["seed"], e["goal_index"]): e for e in seq["episodes"]}
     assert any(by[("mbold", 0, g)]["arm_distance"] != by[("mbold", 1, g)]["arm_distance"]

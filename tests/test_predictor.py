@@ -260,6 +260,21 @@ def test_trained_model_follows_actions(trained_run):
     assert change_move > 1.2 * change_still, (change_still, change_move)
 
 
+def test_a_gin_binding_a_loaded_predictor_would_ignore_fails(trained_run):
+    """A model is built from its record: a VideoPredictor binding in effect that differs from it
+    is refused naming it; one that agrees is fine."""
+    gin.clear_config()
+    try:
+        gin.bind_parameter("VideoPredictor.width", TINY["width"])
+        vp.load_predictor(trained_run["root"])
+        gin.bind_parameter("VideoPredictor.width", TINY["width"] + 2)
+        with pytest.raises(run_config.ConfigMismatchError,
+                           match=r"VideoPredictor.width = 6 \(trained with 4\)"):
+            vp.load_predictor(trained_run["root"])
+    finally:
+        gin.clear_config()
+
+
 def test_other_config_fails_naming_the_setting(trained_run, data_dir):
     root = trained_run["root"]
     other = vp.VideoPredictor(**dict(TINY, width=6)).settings()

@@ -194,8 +194,10 @@ def _builder(source: str, data_dir: Optional[str]):
     try:
         builder = tfds.builder(source, data_dir=data_dir)
     except tfds.core.registered.DatasetNotFoundError as e:
+        missing = (f" No directory {os.path.abspath(source)} exists either." if "/" in source
+                   else "")
         raise FileNotFoundError(f"Unknown dataset {source!r}: give a registered TFDS name or a "
-                                f"prepared dataset directory.") from e
+                                f"prepared dataset directory.{missing}") from e
     except ValueError as e:  # a registered dataset without this config: TFDS lists the configs
         if "BuilderConfig" in str(e):
             raise FileNotFoundError(f"Unknown dataset {source!r}: {e}") from e

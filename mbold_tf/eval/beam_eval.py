@@ -28,11 +28,14 @@ import gin
 
 from mbold_tf.agents import checkpoints
 from mbold_tf.envs import goals as goals_lib
+from mbold_tf.eval import episode_runner
+from mbold_tf.eval import goal_eval
 from mbold_tf.eval import policy_eval
 from mbold_tf.eval import results as results_lib
 from mbold_tf.utils import beam as beam_utils
 
 GOALS_NAME = "goals.npz"
+PENDING_GIFS = os.path.join("gifs", "pending")
 SHARDS_DIR = "beam_episodes"
 
 
@@ -44,18 +47,16 @@ class EpisodeFn(beam.DoFn):
     """
 
     def __init__(self, goal_file: str, model_dirs: Mapping[str, Optional[str]],
-                 gin_config: str, out_dir: str, num_gifs: int, first_seed: int):
+                 gin_config: str, out_dir: str):
         super().__init__()
         self.goal_file, self.model_dirs = goal_file, dict(model_dirs)
         self.gin_config, self.out_dir = gin_config, out_dir
-        self.num_gifs, self.first_seed = num_gifs, first_seed
         self.runner = None
 
     def setup(self):
         # Worker processes start without the launcher's gin bindings or TF state.
         os.environ.setdefault("MUJOCO_GL", "egl")
         from mbold_tf.planning import configurables  # noqa: F401  pylint: disable=g-import-not-at-top
-        from mbold_tf.eval import episode_runner  # pylint: disable=g-import-not-at-top
         gin.clear_config()
         gin.parse_config(self.gin_config)
         goal_set = goals_lib.GoalSet.load(self.goal_file)
@@ -64,10 +65,11 @@ class EpisodeFn(beam.DoFn):
 
     def process(self, element):
         seed_pos, cell_pos, goal_pos, method, model, seed, goal_index = element
-        gif_dir = os.path.join(self.out_dir, "gifs") if (
-            seed == self.first_seed and goal_pos < self.num_gifs) else None
-        record, = self.runner.run_goals(method, model, seed, [goal_index], gif_dir=gif_dir,
-                                        num_gifs=1 if gif_dir else 0)
+        # Every episode's GIF waits in gifs/pending/; once all have run, _keep_gifs keeps
+        # those the sequential path keeps (which failure is a seed's first is known only then).
+        record, = self.runner.run_goals(method, model, seed, [goal_index],
+                                        gif_dir=os.path.join(self.out_dir, PENDING_GIFS),
+                                        num_gifs=1)
         yield json.dumps({"key": [seed_pos, cell_pos, goal_pos], "record": record})
 
     def teardown(self):
@@ -116,8 +118,7 @@ def evaluate_methods_on_beam(goal_set: goals_lib.GoalSet, methods: Sequence[str]
                  len(work), len(cells), len(seeds), len(indices),
                  len(episodes), beam_utils.runner_name(beam_pipeline_options))
     if work:
-        dofn = EpisodeFn(goal_file, model_dirs, gin.config_str(), out_dir, num_gifs,
-                         int(seeds[0]))
+        dofn = EpisodeFn(goal_file, model_dirs, gin.config_str(), out_dir)
         with beam.Pipeline(options=options) as pipeline:
             _ = (pipeline
                  | "Episodes" >> beam.Create(work)
@@ -141,6 +142,27 @@ def evaluate_methods_on_beam(goal_set: goals_lib.GoalSet, methods: Sequence[str]
         for ci, cell in enumerate(cells):
             if (cell[0], cell[1], seed) not in done:
                 episodes += by_block.get((si, ci), [])
+    _keep_gifs(out_dir, rows, cells, seeds, indices, num_gifs)
     path = os.path.join(out_dir, policy_eval.RESULTS_NAME)
     results_lib.write_results(path, header, episodes)
     return policy_eval.write_table(out_dir, path)
+
+
+def _keep_gifs(out_dir: str, rows, cells, seeds, indices, num_gifs: int) -> None:
+    """Moves the pending GIFs that :class:`goal_eval.GifChoice` keeps (in the sequential order)
+    into ``out_dir/gifs`` and deletes the others. ``rows``: the pipeline's outputs, sorted."""
+    pending = os.path.join(out_dir, PENDING_GIFS)
+    choice = goal_eval.GifChoice(num_gifs, first_seed=int(seeds[0]))
+    for row in rows:
+        si, ci, gi = row["key"]
+        (method, model), seed = cells[ci], int(seeds[si])
+        name = f"{episode_runner.gif_tag(method, model, seed)}goal{int(indices[gi])}.gif"
+        src = os.path.join(pending, name)
+        if not os.path.exists(src):
+            continue
+        if choice.keep((method, model, seed), gi, bool(row["record"]["success"]), seed):
+            os.replace(src, os.path.join(out_dir, "gifs", name))
+        else:
+            os.remove(src)
+    if os.path.isdir(pending) and not os.listdir(pending):
+        os.rmdir(pending)

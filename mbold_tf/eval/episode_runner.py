@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Collection, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from absl import logging
 import numpy as np
@@ -68,7 +68,7 @@ class EpisodeRunner:
     def run_goals(self, method: str, model: str, seed: int, goal_indices: Sequence[int],
                   gif_dir: Optional[str] = None, num_gifs: int = 0) -> List[Dict[str, Any]]:
         """One episode per goal; returns their records (:func:`results.episode_record`)."""
-        tag = _tag(method, model, seed)
+        tag = gif_tag(method, model, seed)
         rows = goal_eval.evaluate_py_policy(
             self.env, self.policy(method, model, seed), goal_indices, gif_dir=gif_dir,
             num_gifs=num_gifs, tag=tag, title=f"{report.cell_name((method, model))}, seed {seed},")
@@ -88,11 +88,13 @@ class EpisodeRunner:
 
     def run_lockstep(self, method: str, model: str, episodes: Sequence[Tuple[int, int]],
                      gif_dir: Optional[str] = None,
-                     gif_episodes: Collection[Tuple[int, int]] = ()) -> List[Dict[str, Any]]:
+                     gif_choice: Optional[goal_eval.GifChoice] = None,
+                     goal_positions: Optional[Dict[int, int]] = None) -> List[Dict[str, Any]]:
         """Runs the (seed, goal index) ``episodes`` of one cell together; returns their records
         in that order, each equal to :meth:`run_goals`'s for its seed and goal (``seconds``: the
-        block's wall time over its episodes). Those also in ``gif_episodes`` are saved as GIFs
-        under ``gif_dir``."""
+        block's wall time over its episodes). With ``gif_dir``, the episodes ``gif_choice`` keeps
+        (keyed by cell and seed, at their goal's position in ``goal_positions``: goal index ->
+        position in the evaluated goals, default the index) are saved as GIFs there."""
         while len(self._envs) < len(episodes):
             self._envs.append(goal_env.GoalConditionedPyEnvironment(self.goal_set))
         envs = self._envs[:len(episodes)]
@@ -108,7 +110,7 @@ class EpisodeRunner:
         frames: List[np.ndarray] = []
         observers = [lambda traj: frames.append(np.concatenate(
             [traj.observation["image"], traj.observation["goal_image"]], axis=2))] \
-            if gif_dir and set(episodes) & set(gif_episodes) else []
+            if gif_dir and gif_choice is not None else []
         driver = py_driver.PyDriver(batched, policy, observers=observers,
                                     max_episodes=len(episodes), end_episode_on_boundary=False)
         start = time.time()
@@ -123,9 +125,11 @@ class EpisodeRunner:
                          "%.3f m", report.cell_name((method, model)), seed, int(goal), b + 1,
                          len(episodes), bool(row["success"]), row["start_object_distance"],
                          row["object_distance"])
-            if (seed, goal) in gif_episodes and frames:
+            position = (goal_positions or {}).get(int(goal), int(goal))
+            if frames and gif_choice.keep((method, model, seed), position,
+                                          bool(row["success"]), seed):
                 os.makedirs(gif_dir, exist_ok=True)
-                tag = _tag(method, model, seed)
+                tag = gif_tag(method, model, seed)
                 goal_eval.save_gif(os.path.join(gif_dir, f"{tag}goal{int(goal)}.gif"),
                                    [f[b] for f in frames], title=f"{tag} goal {int(goal)}",
                                    success=bool(row["success"]))
@@ -143,7 +147,7 @@ class EpisodeRunner:
             self.simulator.close()
 
 
-def _tag(method: str, model: str, seed: int) -> str:
+def gif_tag(method: str, model: str, seed: int) -> str:
     """The GIF file prefix of a cell's episode of ``seed``."""
     return f"{method}_seed{seed}_" if model in ("none", "predictor") else \
         f"{method}_{model}_seed{seed}_"

@@ -24,6 +24,29 @@ class _FinalMetrics:
             self.rows.append(self.env.episode_metrics())
 
 
+class GifChoice:
+    """Which evaluation episodes keep a GIF, decided in goal order within each ``key`` (e.g. a
+    cell and seed): every success, the first failure, and the episodes at positions below
+    ``num_gifs`` (only for ``first_seed`` when one is given). The sequential, lockstep and Beam
+    evaluations all decide with it, so a success is never without its GIF."""
+
+    def __init__(self, num_gifs: int, first_seed: Optional[int] = None):
+        self.num_gifs, self.first_seed = num_gifs, first_seed
+        self._failure_kept = set()
+
+    def first_goals(self, position: int, seed: Optional[int] = None) -> bool:
+        """Whether goal ``position`` (int) of ``seed`` is one of the always-kept first goals."""
+        return position < self.num_gifs and (self.first_seed is None or seed == self.first_seed)
+
+    def keep(self, key, position: int, success: bool, seed: Optional[int] = None) -> bool:
+        """True if the episode at goal ``position`` of ``key`` keeps its GIF; a kept failure
+        marks ``key``'s first failure as kept."""
+        keep = self.first_goals(position, seed) or success or key not in self._failure_kept
+        if keep and not success:
+            self._failure_kept.add(key)
+        return keep
+
+
 class _FrameRecorder:
     """Driver observer: keeps the frames of the current episode (image beside goal image)."""
 
@@ -79,7 +102,7 @@ def evaluate_py_policy(env: goal_env.GoalConditionedPyEnvironment, policy,
     final = _FinalMetrics(env)
     recorder = _FrameRecorder()
     observers = [final] + ([recorder] if gif_dir else [])
-    failure_saved = False
+    choice = GifChoice(num_gifs)
     driver = py_driver.PyDriver(env, policy, observers=observers, max_episodes=1)
     rows = []
     for n, i in enumerate(goal_indices):
@@ -94,10 +117,7 @@ def evaluate_py_policy(env: goal_env.GoalConditionedPyEnvironment, policy,
                      "%.1f s", tag, n + 1, len(goal_indices), int(i), bool(row["success"]),
                      row["start_object_distance"], row["object_distance"], row["arm_distance"],
                      row["seconds"])
-        success = bool(row["success"])
-        keep = n < num_gifs or success or not failure_saved
-        if gif_dir and keep and recorder.frames:
-            failure_saved = failure_saved or not success
+        if gif_dir and recorder.frames and choice.keep(tag, n, bool(row["success"])):
             os.makedirs(gif_dir, exist_ok=True)
             save_gif(os.path.join(gif_dir, f"{tag}goal{int(i)}.gif"), recorder.frames,
                      title=f"{title or tag} goal {int(i)}", success=bool(row["success"]))

@@ -23,6 +23,7 @@ import gin
 from mbold_tf.agents import checkpoints
 from mbold_tf.envs import goals as goals_lib
 from mbold_tf.eval import episode_runner
+from mbold_tf.eval import goal_eval
 from mbold_tf.eval import report
 from mbold_tf.eval import results as results_lib
 from mbold_tf.planning import cem
@@ -109,7 +110,8 @@ def evaluate_methods(goal_set: goals_lib.GoalSet, methods: Sequence[str],
         simulator model is built here when a cell needs it.
       seeds: policy seeds (the env is deterministic given the goal's start state).
       out_dir: where ``results.json``, ``table.md`` and GIFs go.
-      num_gifs: episodes saved as GIFs per cell (first seed only).
+      num_gifs: the first goals saved as GIFs per cell (first seed only); every success and
+        each cell and seed's first failure are saved too (:class:`goal_eval.GifChoice`).
       goal_indices: subset of goals (default: all).
       planning_models: 'predictor' and/or 'simulator' (PRIVILEGED) for the CEM planners.
       command, planner_gin_files, model_dirs: recorded in the results header (the command line,
@@ -140,13 +142,15 @@ def evaluate_methods(goal_set: goals_lib.GoalSet, methods: Sequence[str],
                     logging.info("%s runs one episode at a time (lockstep covers the planners "
                                  "with the predictor and %s).", report.cell_name((method, model)),
                                  factory.LOCKSTEP_MODEL_FREE)
+        gif_choice = goal_eval.GifChoice(num_gifs, first_seed=int(seeds[0]))
+        positions = {int(g): n for n, g in enumerate(indices)}
         for method, model, block in _blocks(cells, seeds, indices, episodes, lockstep):
             t0 = time.time()
             gif_dir = os.path.join(out_dir, "gifs")
             if lockstep > 1 and factory.lockstep_supported(method, model):
                 records = runner.run_lockstep(
-                    method, model, block, gif_dir=gif_dir,
-                    gif_episodes={(int(seeds[0]), int(g)) for g in indices[:num_gifs]})
+                    method, model, block, gif_dir=gif_dir, gif_choice=gif_choice,
+                    goal_positions=positions)
             else:
                 seed = block[0][0]
                 records = runner.run_goals(method, model, seed, [g for _, g in block],

@@ -34,7 +34,7 @@ from __future__ import annotations
 import inspect
 import math
 import os
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence
 
 import gin
 import numpy as np
@@ -601,6 +601,27 @@ class VideoPredictor(tf.keras.Model):
         return self
 
 
+def _check_bindings(root_dir: str, settings: Dict[str, Any], skip: Sequence[str] = ()) -> None:
+    """Raises ConfigMismatchError if a gin binding of ``VideoPredictor`` in effect differs from
+    the stored ``settings`` of ``root_dir``: a loaded model is built from its record, so such a
+    binding would otherwise be accepted and ignored."""
+    differing = []
+    for key, stored in settings.items():
+        if key in skip:
+            continue
+        try:
+            bound = gin.query_parameter(f"VideoPredictor.{key}")
+        except ValueError:  # not bound
+            continue
+        if run_config.normalise(bound) != run_config.normalise(stored):
+            differing.append(f"VideoPredictor.{key} = {bound!r} (trained with {stored!r})")
+    if differing:
+        raise run_config.ConfigMismatchError(
+            f"The predictor in {root_dir} was trained with other settings than the gin bindings "
+            f"in effect: {'; '.join(differing)}. A loaded predictor is built from its record: "
+            f"drop these bindings, or train a predictor with them.")
+
+
 def load_predictor(root_dir: str, expect: Optional[Dict[str, Any]] = None,
                    jit_compile: Optional[bool] = None) -> VideoPredictor:
     """Builds the predictor stored in ``root_dir`` and restores its latest checkpoint.
@@ -618,6 +639,7 @@ def load_predictor(root_dir: str, expect: Optional[Dict[str, Any]] = None,
     if expect is not None:  # the model's settings; the trainer's are not the caller's to expect
         run_config.check_or_write_config(root_dir, KIND, dict(expect) if trained_with is None
                                          else dict(expect, **{TRAINING_KEY: trained_with}))
+    _check_bindings(root_dir, settings, skip=("jit_compile",) if jit_compile is not None else ())
     if jit_compile is not None:
         settings = dict(settings, jit_compile=bool(jit_compile))
     model = VideoPredictor(**settings)

@@ -19,7 +19,7 @@ class ConfigMismatchError(ValueError):
     """The settings of a model differ from those its run directory was trained with."""
 
 
-def _normalise(value: Any) -> Any:
+def normalise(value: Any) -> Any:
     """JSON round trip, so tuples and lists (and int/float keys) compare equal."""
     return json.loads(json.dumps(value, sort_keys=True))
 
@@ -70,7 +70,7 @@ def check_or_write_config(root_dir: str, kind: str, settings: Mapping[str, Any])
     Raises ConfigMismatchError listing ``name: stored -> requested`` for every setting that
     differs, so a checkpoint is never restored into a model of another configuration.
     """
-    settings = _normalise(dict(settings))
+    settings = normalise(dict(settings))
     path = config_path(root_dir)
     if os.path.exists(path):
         stored = read_config(root_dir, kind)
